@@ -1,0 +1,141 @@
+"""The command line: parses flags, builds a Config and calls the library; errors become exit codes only here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import checkpoints, sampling, trainer
+from .config import ARCHITECTURES, DATASETS, DEVICES, PRECISIONS, Config
+from .errors import MnistGanError
+
+DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(Config)})  # before dataset fill-ins
+app = typer.Typer(help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+
+
+def choice(options: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in options:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(options)}")
+        return value
+    return check
+
+
+def unit_interval(low_open: bool):
+    """A callback accepting [0, 1) or (0, 1) (NaN rejected)."""
+    def check(value: float) -> float:
+        if not (math.isfinite(value) and (value > 0 if low_open else value >= 0) and value < 1):
+            raise typer.BadParameter(f"{value} is not in {'(' if low_open else '['}0, 1)")
+        return value
+    return check
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """One clear line and a non-zero exit for every error the user can cause; never a traceback."""
+    try:
+        yield
+    except MnistGanError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def explicit_options(ctx: typer.Context, values: dict) -> dict:
+    """The options the user set (on the command line or through an environment variable)."""
+    return {name: value for name, value in values.items()
+            if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+@app.command("main")
+def main(
+    ctx: typer.Context,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Images per batch.")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(callback=unit_interval(low_open=True), help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
+    b1: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Adam beta1.")] = DEFAULTS.b1,
+    b2: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Adam beta2.")] = DEFAULTS.b2,
+    latent_dim: Annotated[int, typer.Option(min=1, max=4096, help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
+    img_size: Annotated[int, typer.Option(min=0, max=256, help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
+    channels: Annotated[int, typer.Option(min=0, max=4, help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
+    arch: Annotated[str, typer.Option(callback=choice(ARCHITECTURES), help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
+    width: Annotated[int, typer.Option(min=1, max=1024, help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
+    ema_decay: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Decay of the generator's weight average used for samples and export; 0: off.")] = DEFAULTS.ema_decay,
+    precision: Annotated[str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
+    dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
+    data_dir: Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout); downloaded there if missing.")] = DEFAULTS.data_dir,
+    run_dir: Annotated[str, typer.Option(help="Folder for events, checkpoints and images; default: runs/<date_time>.")] = DEFAULTS.run_dir,
+    max_batches: Annotated[int, typer.Option(min=0, help="Cap on batches per epoch, for quick runs; 0: no cap.")] = DEFAULTS.max_batches,
+    sample_interval: Annotated[int, typer.Option(min=0, help="Batches between saved sample grids; 0: only per epoch.")] = DEFAULTS.sample_interval,
+    log_every: Annotated[int, typer.Option(min=1, help="Steps between TensorBoard scalars.")] = DEFAULTS.log_every,
+    keep_last: Annotated[int, typer.Option(min=0, help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")] = DEFAULTS.keep_last,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Random seed.")] = DEFAULTS.seed,
+    device: Annotated[str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")] = DEFAULTS.device,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue --run-dir (default: the newest run) from its newest valid checkpoint.")] = False,
+) -> None:
+    """Train a GAN, logging to TensorBoard and checkpointing every epoch."""
+    values = {name: value for name, value in locals().items() if name not in ("ctx", "resume")}
+    with user_errors():
+        if resume:
+            run = Path(run_dir) if run_dir else checkpoints.newest_run()
+            overrides = {key: value for key, value in explicit_options(ctx, values).items() if key != "run_dir"}
+            trainer.resume(run, overrides, warn=console.print)
+        else:
+            trainer.train(Config(**values))
+
+
+SourceOption = Annotated[Optional[Path], typer.Option(help="A checkpoint (.pt) or exported generator.pth.")]
+RunDirOption = Annotated[Optional[Path], typer.Option(help="A run folder; default: the newest under runs/.")]
+DeviceOption = Annotated[str, typer.Option(callback=choice(DEVICES), help="Device to sample on.")]
+SeedOption = Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Noise seed; the same seed gives the same images.")]
+
+
+@app.command("plot-checkpoint")
+def plot_checkpoint(
+    checkpoint: SourceOption = None,
+    run_dir: RunDirOption = None,
+    grid: Annotated[int, typer.Option(min=1, max=32, help="Draw a grid x grid figure.")] = 8,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write; default: beside the checkpoint.")] = None,
+    seed: SeedOption = 0,
+    show: Annotated[bool, typer.Option(help="Also open a window when a display is available.")] = True,
+    device: DeviceOption = "auto",
+) -> None:
+    """Render samples from the latest checkpoint of a run (or from --checkpoint) as a titled PNG."""
+    with user_errors():
+        source = checkpoints.resolve_source(checkpoint, run_dir)
+        path = sampling.plot_checkpoint(source, out, grid=grid, seed=seed, show=show, device=device)
+        console.print(f"saved {path}")
+
+
+@app.command("generate")
+def generate(
+    checkpoint: SourceOption = None,
+    run_dir: RunDirOption = None,
+    num_images: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many images.")] = 8,
+    out: Annotated[Path, typer.Option(help=".png for a grid, .npz for a uint8 array 'images' (N x H x W).")] = Path("fake_images.png"),
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Sample images from a run, a checkpoint or an exported generator.pth."""
+    with user_errors():
+        if out.suffix not in (".png", ".npz"):
+            raise typer.BadParameter("must end in .png or .npz", param_hint="--out")
+        source = checkpoints.resolve_source(checkpoint, run_dir)
+        path = sampling.generate(source, out, num_images=num_images, seed=seed, device=device)
+        console.print(f"saved {num_images} images from {source} to {path}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,108 @@
+"""The run configuration: one frozen dataclass, saved in every checkpoint and in TensorBoard's hparams."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28)}  # name -> (channels, image size)
+ARCHITECTURES = ("dcgan", "mlp")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Fields that define the model or its data: a resumed run may not change them.
+MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels")
+
+
+@dataclass(frozen=True)
+class Config:
+    # Data
+    dataset: str = "mnist"
+    data_dir: str = "data"  # torchvision layout; downloaded there when missing
+    img_size: int = 0  # 0: the dataset's own size (28 for MNIST)
+    channels: int = 0  # 0: the dataset's own channel count
+
+    # Model
+    arch: str = "dcgan"
+    latent_dim: int = 100
+    width: int = 64  # DCGAN base channel count; the MLP ignores it
+
+    # Optimisation (Adam with the DCGAN paper's b1 = 0.5)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-4
+    b1: float = 0.5
+    b2: float = 0.999
+    ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
+    precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
+    max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
+
+    # Logging, evaluation and output
+    run_dir: str = ""  # "": a new folder under runs/ named by date and time
+    log_every: int = 10  # steps between TensorBoard scalars
+    sample_interval: int = 200  # steps between saved sample grids; 0 turns them off
+    eval_every: int = 1  # epochs between quality evaluations; 0 turns them off
+    eval_samples: int = 2000  # generated images per evaluation
+    keep_last: int = 0  # per-epoch checkpoints kept; 0 keeps all (best and final always stay)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("dataset", self.dataset, tuple(DATASETS))
+        check_choice("arch", self.arch, ARCHITECTURES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICES)
+        channels, size = DATASETS[self.dataset]
+        # Fill the dataset's defaults so a saved config is explicit.
+        object.__setattr__(self, "img_size", self.img_size or size)
+        object.__setattr__(self, "channels", self.channels or channels)
+        for name, low in (("epochs", 1), ("batch_size", 1), ("latent_dim", 1), ("width", 1), ("img_size", 8),
+                          ("channels", 1), ("log_every", 1), ("eval_samples", 2)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        for name in ("max_batches", "sample_interval", "eval_every", "keep_last", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
+        for name in ("b1", "b2", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.arch == "dcgan" and self.img_size % 4:
+            raise ConfigError(f"dcgan needs an image size divisible by 4, got {self.img_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Rebuild a saved config; keys from other versions are ignored so old checkpoints still load."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def merge_for_resume(saved: Config, overrides: dict[str, Any]) -> tuple[Config, dict[str, tuple[Any, Any]]]:
+    """The saved config with the user's explicit flags applied.
+
+    Flags that change the model or data must agree with the checkpoint; the others (epochs,
+    learning rate, cadences...) may change. Returns the new config and what changed.
+    """
+    candidate = dataclasses.replace(saved, **overrides)
+    changes = {
+        name: (getattr(saved, name), getattr(candidate, name))
+        for name in overrides
+        if getattr(saved, name) != getattr(candidate, name)
+    }
+    forbidden = {name: change for name, change in changes.items() if name in MODEL_FIELDS}
+    if forbidden:
+        listing = "; ".join(f"{name}: checkpoint has {old!r}, flag says {new!r}" for name, (old, new) in forbidden.items())
+        raise ConfigError(f"cannot resume with a different model or data: {listing}")
+    return candidate, changes

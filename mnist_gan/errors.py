@@ -1,0 +1,33 @@
+"""The exceptions a user can cause; the CLI turns each into one clear message and an exit code."""
+
+
+class MnistGanError(Exception):
+    """Base class: something the user can fix (a flag, a path, a file)."""
+
+    exit_code = 1
+
+
+class ConfigError(MnistGanError):
+    """A configuration value is out of range or contradicts a checkpoint."""
+
+    exit_code = 2
+
+
+class DataError(MnistGanError):
+    """The dataset is missing and could not be downloaded."""
+
+
+class CheckpointError(MnistGanError):
+    """A checkpoint or generator file is missing, truncated, foreign or unsafe."""
+
+
+class TrainingDiverged(MnistGanError):
+    """A loss became NaN or infinite."""
+
+
+class TrainingInterrupted(MnistGanError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was saved."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # 130 for SIGINT, 143 for SIGTERM, as shells do

@@ -1,0 +1,66 @@
+"""Pictures: sample grids as PNG, a titled matplotlib figure of a checkpoint, and image arrays for other tools."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid, save_image
+
+from .data import to_uint8
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """Save images in [-1, 1] as one PNG grid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+
+
+def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
+    """A grid as an H x W (x 3) uint8 array for matplotlib."""
+    grid = make_grid(images.float(), nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    return grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def display_available() -> bool:
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def plot_samples(images: torch.Tensor, title: str, path: Path, show: bool = False) -> Path:
+    """Draw an N x N grid with a title, save it as PNG and show it if asked and a display is available."""
+    import matplotlib
+
+    if not (show and display_available()):
+        matplotlib.use("Agg")  # headless: render to file only
+    import matplotlib.pyplot as plt
+
+    nrow = math.isqrt(len(images))
+    figure, axis = plt.subplots(figsize=(6, 6.4))
+    axis.imshow(grid_array(images, nrow), cmap="gray", interpolation="nearest")
+    axis.set_title(title)
+    axis.axis("off")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    if show and display_available():
+        plt.show()
+    plt.close(figure)
+    return path
+
+
+def save_images(images: torch.Tensor, path: Path) -> Path:
+    """`.png`: one grid; `.npz`: `images` as uint8 N x H x W (single channel) or N x H x W x C."""
+    if path.suffix == ".npz":
+        array = to_uint8(images).permute(0, 2, 3, 1).numpy()
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, images=array)
+    else:
+        save_grid(images, path)
+    return path

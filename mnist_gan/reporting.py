@@ -1,0 +1,101 @@
+"""What a run shows: TensorBoard scalars, sample grids and hparams, PNGs on disk, and console progress."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from .config import Config
+from .plots import save_grid
+
+if TYPE_CHECKING:
+    from .trainer import TrainingState
+
+SCALAR_TAGS = {"loss_d": "loss/discriminator", "loss_g": "loss/generator", "d_real": "D(x)", "d_fake": "D(G(z))"}
+HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "loss/discriminator")
+IMAGES_DIR = "images"
+
+
+class Reporter:
+    """Writes everything a person watches: TensorBoard events, sample PNGs, a progress bar or log lines."""
+
+    def __init__(self, run_dir: Path, config: Config, steps_per_epoch: int, precision: torch.dtype,
+                 console: Console | None = None) -> None:
+        self.run_dir, self.config, self.steps_per_epoch = run_dir, config, steps_per_epoch
+        self.console = console or Console(stderr=True)
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.write_hparams()
+        self.window_images, self.window_start = 0, time.perf_counter()
+        self.progress: Progress | None = None
+        self.console.print(f"run {run_dir}: {config.arch} on {config.dataset}, {config.epochs} epochs of "
+                           f"{steps_per_epoch} batches, {str(precision).removeprefix('torch.')}")
+
+    def write_hparams(self) -> None:
+        """hparams in this run's own event file (SummaryWriter.add_hparams would make a sub-run)."""
+        values = {key: value for key, value in self.config.to_dict().items() if key not in ("run_dir", "data_dir")}
+        experiment, start, end = hparams(values, {tag: float("nan") for tag in HPARAM_METRICS})
+        for summary in (experiment, start, end):
+            self.writer.file_writer.add_summary(summary)
+
+    def start_epoch(self, epoch: int, batches_done: int) -> None:
+        if self.console.is_terminal:
+            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=self.console, transient=False)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.steps_per_epoch, completed=batches_done,
+                                               epoch=f"{epoch + 1}/{self.config.epochs}", status="")
+        self.window_images, self.window_start = 0, time.perf_counter()
+
+    def log_step(self, step: int, stats: dict[str, float], batch_size: int) -> None:
+        self.window_images += batch_size
+        if self.progress is not None:
+            self.progress.advance(self.task)
+        if step % self.config.log_every:
+            return
+        images_per_second = self.window_images / max(time.perf_counter() - self.window_start, 1e-9)
+        self.window_images, self.window_start = 0, time.perf_counter()
+        for key, tag in SCALAR_TAGS.items():
+            self.writer.add_scalar(tag, stats[key], step)
+        self.writer.add_scalar("speed/images_per_second", images_per_second, step)
+        status = (f"D {stats['loss_d']:.3f}  G {stats['loss_g']:.3f}  D(x) {stats['d_real']:.2f}  "
+                  f"D(G(z)) {stats['d_fake']:.2f}  {images_per_second:,.0f} img/s")
+        if self.progress is not None:
+            self.progress.update(self.task, status=status)
+        elif step % (self.config.log_every * 20) == 0:
+            self.console.print(f"step {step}: {status}")
+
+    def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
+        """A PNG in the run's images/ folder; epoch grids also go to TensorBoard under samples/."""
+        save_grid(images, self.run_dir / IMAGES_DIR / f"{name}.png")
+        if epoch_grid:
+            grid = (images[:64].add(1).div(2)).clamp(0, 1)
+            self.writer.add_images("samples/fixed_noise", grid, step)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"metrics/{name}", value, step)
+
+    def end_epoch(self, epoch: int, state: TrainingState) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        self.writer.flush()
+        self.console.print(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, "
+                           f"{state.elapsed:.0f} s of training so far")
+
+    def finish(self, state: TrainingState) -> None:
+        self.console.print(f"finished in {state.elapsed:.0f} s; generator saved to "
+                           f"{self.run_dir / 'generator.pth'}; samples in {self.run_dir / IMAGES_DIR}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.writer.close()
