@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +15,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import checkpoints, sampling, trainer
+from . import checkpoints, evaluation, plots, sampling, trainer
 from .config import ARCHITECTURES, DATASETS, DEVICES, PRECISIONS, Config
 from .errors import MnistGanError
+from .evaluator import packaged_weights
 
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(Config)})  # before dataset fill-ins
 app = typer.Typer(help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
@@ -76,10 +79,13 @@ def main(
     precision: Annotated[str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
     dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
     data_dir: Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout); downloaded there if missing.")] = DEFAULTS.data_dir,
+    download: Annotated[bool, typer.Option(help="Download the dataset into --data-dir when it is missing.")] = DEFAULTS.download,
     run_dir: Annotated[str, typer.Option(help="Folder for events, checkpoints and images; default: runs/<date_time>.")] = DEFAULTS.run_dir,
     max_batches: Annotated[int, typer.Option(min=0, help="Cap on batches per epoch, for quick runs; 0: no cap.")] = DEFAULTS.max_batches,
     sample_interval: Annotated[int, typer.Option(min=0, help="Batches between saved sample grids; 0: only per epoch.")] = DEFAULTS.sample_interval,
     log_every: Annotated[int, typer.Option(min=1, help="Steps between TensorBoard scalars.")] = DEFAULTS.log_every,
+    eval_every: Annotated[int, typer.Option(min=0, help="Epochs between quality evaluations (and the last epoch); 0: off.")] = DEFAULTS.eval_every,
+    eval_samples: Annotated[int, typer.Option(min=2, max=100_000, help="Generated images per evaluation during training.")] = DEFAULTS.eval_samples,
     keep_last: Annotated[int, typer.Option(min=0, help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")] = DEFAULTS.keep_last,
     seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Random seed.")] = DEFAULTS.seed,
     device: Annotated[str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")] = DEFAULTS.device,
@@ -96,6 +102,7 @@ def main(
             trainer.train(Config(**values))
 
 
+DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]
 SourceOption = Annotated[Optional[Path], typer.Option(help="A checkpoint (.pt) or exported generator.pth.")]
 RunDirOption = Annotated[Optional[Path], typer.Option(help="A run folder; default: the newest under runs/.")]
 DeviceOption = Annotated[str, typer.Option(callback=choice(DEVICES), help="Device to sample on.")]
@@ -135,6 +142,71 @@ def generate(
         source = checkpoints.resolve_source(checkpoint, run_dir)
         path = sampling.generate(source, out, num_images=num_images, seed=seed, device=device)
         console.print(f"saved {num_images} images from {source} to {path}")
+
+
+@app.command("train-evaluator")
+def train_evaluator_command(
+    dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help="Dataset to classify.")] = "mnist",
+    data_dir: DataDirOption = DEFAULTS.data_dir,
+    epochs: Annotated[int, typer.Option(min=1, max=100, help="Training epochs.")] = 4,
+    out: Annotated[Optional[Path], typer.Option(help="Weights file; default: the one shipped in the package.")] = None,
+) -> None:
+    """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
+    with user_errors():
+        out = out or packaged_weights(dataset)
+        result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs, log=console.print)
+        console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
+        console.print(evaluation.metrics_table({"source": "real training images", "dataset": dataset,
+                                                "num_images": 10_000, "metrics": result["reference"],
+                                                "reference": result["reference"]}))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: SourceOption = None,
+    run_dir: RunDirOption = None,
+    images: Annotated[Optional[Path], typer.Option(help="Score an .npz of images as `generate` writes it.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")] = None,
+    data_dir: DataDirOption = DEFAULTS.data_dir,
+    num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = evaluation.DEFAULT_SAMPLES,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score a run's best (else latest) checkpoint, a checkpoint, or images, beside the real-data reference."""
+    with user_errors():
+        if dataset is not None:
+            choice(tuple(DATASETS))(dataset)
+        result = evaluation.evaluate(checkpoint=checkpoint, run_dir=run_dir, images=images, dataset=dataset,
+                                     data_dir=data_dir, num_images=num_images, seed=seed, device=device)
+        typer.echo(rich_text(evaluation.metrics_table(result)))
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2))
+            console.print(f"saved {json_out}")
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    out: Annotated[Path, typer.Option(help="PNG with FID per epoch and loss curves side by side.")] = Path("comparison.png"),
+    markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown here.")] = None,
+) -> None:
+    """Compare runs: the settings that differ, best and final FID, IS, coverage, wall time, and their curves."""
+    with user_errors():
+        comparison = evaluation.compare_runs(runs)
+        typer.echo(rich_text(evaluation.comparison_table(comparison)))
+        plots.plot_comparison(comparison["summaries"], out)
+        console.print(f"saved {out}")
+        if markdown:
+            markdown.write_text(evaluation.comparison_markdown(comparison))
+            console.print(f"saved {markdown}")
+
+
+def rich_text(renderable) -> str:
+    """A rich table as text for standard output (wide enough not to wrap the numbers)."""
+    capture = Console(width=200, record=True, file=io.StringIO())
+    capture.print(renderable)
+    return capture.export_text()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,21 @@ def checkpoint_path(run_dir: Path, epoch: int, batches_done: int | None = None) 
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file beside `path`, fsync, then rename: a crash never leaves a partial file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"could not create {path.parent}: {error.strerror or error}") from None
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"  # hidden, never matches NAME_PATTERN
+    try:
+        with open(temporary, "xb") as file:  # unlike mkstemp, respects the umask
             torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)  # never leave a partial file behind, whatever went wrong
+        if isinstance(error, OSError):  # full disk, read-only folder, quota...
+            raise CheckpointError(f"could not write {path}: {error.strerror or error}; earlier checkpoints are intact") from None
         raise
     sync_directory(path.parent)  # make the rename itself durable
 

@@ -21,7 +21,8 @@ MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels"
 class Config:
     # Data
     dataset: str = "mnist"
-    data_dir: str = "data"  # torchvision layout; downloaded there when missing
+    data_dir: str = "data"  # torchvision layout
+    download: bool = True  # fetch the dataset into data_dir when it is missing
     img_size: int = 0  # 0: the dataset's own size (28 for MNIST)
     channels: int = 0  # 0: the dataset's own channel count
 

@@ -25,18 +25,19 @@ def load_dataset(name: str, data_dir: str | Path, *, train: bool = True, img_siz
     try:
         dataset = dataset_class(root=str(data_dir), train=train, download=download)
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError... when offline
-        raise DataError(missing_data_message(name, data_dir, error)) from None
+        reason = f"could not be downloaded: {error}" if download else "downloading is off (--no-download)"
+        raise DataError(missing_data_message(name, data_dir, reason)) from None
     images = dataset.data.unsqueeze(1)  # (N, 1, 28, 28) uint8
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
     return images.contiguous(), dataset.targets.clone()
 
 
-def missing_data_message(name: str, data_dir: str | Path, error: Exception) -> str:
+def missing_data_message(name: str, data_dir: str | Path, reason: str) -> str:
     folder = Path(data_dir) / TORCHVISION_DATASETS[name].__name__ / "raw"
     files = ", ".join(f"{split}-{kind}-idx{dims}-ubyte" for split in ("train", "t10k")
                       for kind, dims in (("images", 3), ("labels", 1)))
-    return (f"{name} is not in --data-dir {str(data_dir)!r} and could not be downloaded ({error}).\n"
+    return (f"{name} is not in --data-dir {str(data_dir)!r} and {reason}.\n"
             f"Put {files} (or their .gz) in {folder}, or pass --data-dir (env MNIST_GAN_DATA_DIR) "
             f"pointing at a folder that holds {TORCHVISION_DATASETS[name].__name__}/raw.")
 

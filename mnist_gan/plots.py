@@ -64,3 +64,40 @@ def save_images(images: torch.Tensor, path: Path) -> Path:
     else:
         save_grid(images, path)
     return path
+
+
+def plot_comparison(summaries: list[dict], path: Path) -> Path:
+    """FID per epoch and both losses per step for several runs, side by side, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (fid_axis, g_axis, d_axis) = plt.subplots(1, 3, figsize=(16, 4.5))
+    for summary in summaries:
+        label = Path(summary["run"]).name
+        epochs = [record["epoch"] + 1 for record in summary["history"]]
+        fid_axis.plot(epochs, [record["fid"] for record in summary["history"]], marker="o", label=label)
+        for axis, tag in ((g_axis, "loss/generator"), (d_axis, "loss/discriminator")):
+            steps, values = zip(*summary["losses"].get(tag, [(0, float("nan"))]))
+            axis.plot(steps, smooth(values), label=label)
+    fid_axis.set(title="evaluator FID (lower is better)", xlabel="epoch", ylabel="FID", yscale="log")
+    g_axis.set(title="generator loss", xlabel="step")
+    d_axis.set(title="discriminator loss", xlabel="step")
+    for axis in (fid_axis, g_axis, d_axis):
+        axis.grid(alpha=0.3)
+    fid_axis.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def smooth(values: tuple[float, ...], weight: float = 0.9) -> list[float]:
+    """TensorBoard-style exponential smoothing, so noisy GAN losses show their trend."""
+    smoothed, last = [], values[0]
+    for value in values:
+        last = weight * last + (1 - weight) * value
+        smoothed.append(last)
+    return smoothed

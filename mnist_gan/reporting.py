@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from .config import Config
+from .metrics import METRICS
 from .plots import save_grid
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 SCALAR_TAGS = {"loss_d": "loss/discriminator", "loss_g": "loss/generator", "d_real": "D(x)", "d_fake": "D(G(z))"}
 HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "loss/discriminator")
 IMAGES_DIR = "images"
+METRICS_FILE = "metrics.jsonl"
 
 
 class Reporter:
@@ -79,17 +82,24 @@ class Reporter:
             grid = (images[:64].add(1).div(2)).clamp(0, 1)
             self.writer.add_images("samples/fixed_noise", grid, step)
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        for name, value in metrics.items():
-            self.writer.add_scalar(f"metrics/{name}", value, step)
+    def log_metrics(self, record: dict[str, float]) -> None:
+        """Quality metrics to TensorBoard under metrics/ and as one JSON line in metrics.jsonl."""
+        for name in METRICS:
+            self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
+        with open(self.run_dir / METRICS_FILE, "a") as file:
+            file.write(json.dumps(record) + "\n")
 
-    def end_epoch(self, epoch: int, state: TrainingState) -> None:
+    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, float] | None) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
         self.writer.flush()
+        quality = ""
+        if metrics is not None:
+            quality = (f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
+                       f"{metrics['classes_covered']} classes covered")
         self.console.print(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, "
-                           f"{state.elapsed:.0f} s of training so far")
+                           f"{state.elapsed:.0f} s{quality}")
 
     def finish(self, state: TrainingState) -> None:
         self.console.print(f"finished in {state.elapsed:.0f} s; generator saved to "

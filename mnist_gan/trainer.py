@@ -21,6 +21,7 @@ from .config import Config, merge_for_resume
 from .data import batches_per_epoch, epoch_batches, load_dataset
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import MnistGanError, TrainingDiverged, TrainingInterrupted
+from .metrics import QualityMeter
 from .models import build_models
 from .plots import save_grid
 from .reporting import Reporter
@@ -213,15 +214,16 @@ def fit(config: Config, state: TrainingState, device: torch.device, reporter_fac
     run_dir = Path(config.run_dir)
     make_writable_dir(run_dir)
     precision = resolve_precision(config.precision, device)
-    images, _ = load_dataset(config.dataset, config.data_dir, img_size=config.img_size)
+    images, _ = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
     images = images.to(device)
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
+    meter = QualityMeter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
     reporter = reporter_factory(run_dir, config, steps_per_epoch, precision)
     try:
         with StopSignals() as stop:
             while state.epoch < config.epochs:
                 train_epoch(config, state, images, device, precision, reporter, stop)
-                finish_epoch(config, state, reporter)
+                finish_epoch(config, state, reporter, meter)
         export_generator(config, state, run_dir)
         reporter.finish(state)
     finally:
@@ -252,16 +254,27 @@ def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, devi
             save_interrupted(config, state, stop.signal_number)
 
 
-def finish_epoch(config: Config, state: TrainingState, reporter: Reporter) -> None:
-    """Samples from the fixed noise, then the epoch's checkpoint."""
+def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None) -> None:
+    """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt)."""
     clock = time.perf_counter()
     finished = state.epoch
     reporter.log_samples(f"epoch_{finished}", sample_grid(state), state.step, epoch_grid=True)
+    metrics = None
+    if meter is not None and ((finished + 1) % config.eval_every == 0 or finished + 1 == config.epochs):
+        metrics = meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
     state.elapsed += time.perf_counter() - clock
     state.epoch, state.batches_done = finished + 1, 0
-    checkpoints.atomic_save(state_payload(state, config), checkpoints.checkpoint_path(Path(config.run_dir), finished))
+    if metrics is not None:
+        record = {"epoch": finished, "step": state.step, "elapsed": round(state.elapsed, 2), **metrics}
+        state.metrics_history.append(record)
+        reporter.log_metrics(record)
+    payload = state_payload(state, config)
+    if metrics is not None and metrics["fid"] < state.best_fid:
+        state.best_fid = payload["best_fid"] = metrics["fid"]
+        checkpoints.atomic_save(payload, Path(config.run_dir) / checkpoints.BEST_FILE)
+    checkpoints.atomic_save(payload, checkpoints.checkpoint_path(Path(config.run_dir), finished))
     checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
-    reporter.end_epoch(finished, state)
+    reporter.end_epoch(finished, state, metrics)
 
 
 def save_interrupted(config: Config, state: TrainingState, signal_number: int) -> None:

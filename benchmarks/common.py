@@ -1,0 +1,146 @@
+"""Shared pieces of the benchmarks: the classic MNIST GAN loop, timed training, medians, the machine's description."""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import datasets, transforms
+
+from mnist_gan.config import Config
+from mnist_gan.data import epoch_batches, load_dataset
+from mnist_gan.devices import resolve_precision
+from mnist_gan.trainer import new_state, train_step
+
+DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# ------------------------------------------------------------------ the classic loop, as users copy it
+class ClassicGenerator(nn.Module):
+    """The MLP generator of the widely copied PyTorch-GAN gan.py."""
+
+    def __init__(self, latent_dim: int = 100) -> None:
+        super().__init__()
+
+        def block(n_in: int, n_out: int, normalize: bool = True) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+            if normalize:
+                layers.append(nn.BatchNorm1d(n_out, 0.8))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            return layers
+
+        self.model = nn.Sequential(*block(latent_dim, 128, normalize=False), *block(128, 256), *block(256, 512),
+                                   *block(512, 1024), nn.Linear(1024, 784), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z).view(z.size(0), 1, 28, 28)
+
+
+class ClassicDiscriminator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2, inplace=True), nn.Linear(512, 256),
+                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, 1), nn.Sigmoid())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.view(images.size(0), -1))
+
+
+class ClassicLoop:
+    """DataLoader with per-image Resize/ToTensor/Normalize, Sigmoid + BCELoss, batch 64, Adam(2e-4, 0.5, 0.999)."""
+
+    def __init__(self, data_dir: str = DATA_DIR, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transforms.Compose(
+            [transforms.Resize(28), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]))
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
+        self.generator, self.discriminator = ClassicGenerator(), ClassicDiscriminator()
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.loss = nn.BCELoss()
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        while True:
+            for images, _ in self.loader:
+                yield images
+
+    def step(self, real: torch.Tensor) -> None:
+        valid, fake_label = torch.ones(real.size(0), 1), torch.zeros(real.size(0), 1)
+        self.optimizer_g.zero_grad()
+        fake = self.generator(torch.randn(real.size(0), 100))
+        self.loss(self.discriminator(fake), valid).backward()
+        self.optimizer_g.step()
+        self.optimizer_d.zero_grad()
+        loss_d = (self.loss(self.discriminator(real), valid) + self.loss(self.discriminator(fake.detach()), fake_label)) / 2
+        loss_d.backward()
+        self.optimizer_d.step()
+
+    def sampler(self) -> nn.Module:
+        return copy.deepcopy(self.generator).eval()
+
+
+class MnistGanLoop:
+    """mnist_gan's own training step and data path, driven batch by batch."""
+
+    def __init__(self, config: Config, data_dir: str = DATA_DIR) -> None:
+        self.config, self.device = config, torch.device("cpu")
+        self.precision = resolve_precision(config.precision, self.device)
+        self.images, _ = load_dataset(config.dataset, data_dir, img_size=config.img_size)
+        self.state = new_state(config, self.device)
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        epoch = 0
+        while True:
+            yield from epoch_batches(self.images, batch_size=self.config.batch_size, seed=self.config.seed, epoch=epoch)
+            epoch += 1
+
+    def step(self, real: torch.Tensor) -> None:
+        train_step(self.state, real, self.config.latent_dim, self.precision)
+
+    def sampler(self) -> nn.Module:
+        return copy.deepcopy(self.state.sampler).eval()
+
+
+def images_per_second(loop: ClassicLoop | MnistGanLoop, seconds: float, warmup_steps: int = 10) -> float:
+    """Training throughput including the data path, over a fixed wall-clock window."""
+    batches = loop.batches()
+    for _ in range(warmup_steps):
+        loop.step(next(batches))
+    images, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        real = next(batches)
+        loop.step(real)
+        images += len(real)
+    return images / (time.perf_counter() - started)
+
+
+def train_with_snapshots(loop: ClassicLoop | MnistGanLoop, budgets: list[float],
+                         on_snapshot: Callable[[float, int, nn.Module], None]) -> None:
+    """Train until the last budget (seconds of wall time), handing a copy of the sampler at each budget."""
+    batches, pending = loop.batches(), sorted(budgets)
+    elapsed, steps = 0.0, 0
+    while pending:
+        started = time.perf_counter()
+        loop.step(next(batches))
+        elapsed += time.perf_counter() - started
+        steps += 1
+        if elapsed >= pending[0]:
+            on_snapshot(pending.pop(0), steps, loop.sampler())  # snapshot and scoring time are not counted

@@ -1,0 +1,72 @@
+"""Time-to-quality: mnist_gan's defaults and the classic loop trained for the same wall-clock budgets, scored by the evaluator.
+
+    python benchmarks/time_to_quality.py                 # budgets 1, 2, 5, 10 minutes (about 40 minutes in all)
+    python benchmarks/time_to_quality.py --budgets 0.5,1 --set arch=mlp --set batch_size=64
+
+Prints one row per (loop, budget) and the first budget at which each reaches IS >= 8.5 with all ten classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from common import DATA_DIR, ClassicLoop, MnistGanLoop, machine, train_with_snapshots
+from mnist_gan.config import Config
+from mnist_gan.metrics import QualityMeter
+
+NUM_IMAGES = 10_000
+TARGET_IS = 8.5
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    types = {field.name: field.type for field in dataclasses.fields(Config)}
+    overrides = {}
+    for pair in pairs:
+        name, value = pair.split("=", 1)
+        overrides[name] = {"int": int, "float": float}.get(types[name], str)(value)
+    return overrides
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", default="1,2,5,10", help="minutes, comma-separated")
+    parser.add_argument("--set", action="append", default=[], help="a Config override for mnist_gan, name=value")
+    parser.add_argument("--loops", default="mnist_gan,classic")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    budgets = [float(value) * 60 for value in args.budgets.split(",")]
+    meter = QualityMeter("mnist", DATA_DIR)
+    print(f"machine: {machine()}")
+    rows = []
+    for name in args.loops.split(","):
+        if name == "classic":
+            loop = ClassicLoop()
+        else:
+            config = Config(data_dir=DATA_DIR, **parse_overrides(args.set))
+            loop = MnistGanLoop(config)
+            print(f"mnist_gan config: {config}")
+
+        def score(seconds: float, steps: int, generator: torch.nn.Module, name: str = name) -> None:
+            metrics = meter.score_generator(generator, NUM_IMAGES, 100)
+            rows.append({"loop": name, "minutes": seconds / 60, "steps": steps, **metrics})
+            print(f"{name:10s} {seconds / 60:5.1f} min {steps:6d} steps  FID {metrics['fid']:7.2f}  IS {metrics['inception_score']:5.2f}  "
+                  f"classes {metrics['classes_covered']:2d}  class KL {metrics['class_kl']:.3f}  "
+                  f"precision {metrics['precision']:.2f}  recall {metrics['recall']:.2f}", flush=True)
+
+        train_with_snapshots(loop, budgets, score)
+    for name in args.loops.split(","):
+        reached = [row["minutes"] for row in rows if row["loop"] == name
+                   and row["inception_score"] >= TARGET_IS and row["classes_covered"] == 10]
+        print(f"{name}: first reaches IS >= {TARGET_IS} with 10 classes at "
+              f"{f'{reached[0]:.1f} min' if reached else 'no budget measured'}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(rows, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()

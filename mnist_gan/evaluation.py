@@ -1,0 +1,145 @@
+"""Scoring and comparing runs: the library side of `train-evaluator`, `evaluate` and `compare`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from . import checkpoints
+from .config import Config
+from .devices import resolve_device
+from .errors import MnistGanError
+from .evaluator import save_evaluator, train_evaluator
+from .metrics import METRICS, QualityMeter, real_reference
+from .reporting import METRICS_FILE
+
+DEFAULT_SAMPLES = 10_000
+
+
+def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the evaluator, measure the real-data reference with it, and save both in one file."""
+    evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs, log=log)
+    save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy)
+    reference = real_reference(QualityMeter(dataset, data_dir, evaluator_path=out), dataset, data_dir)
+    save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference)
+    return {"test_accuracy": accuracy, "reference": reference}
+
+
+def load_images_file(path: Path) -> torch.Tensor:
+    """An .npz as `generate` writes it: `images` uint8 N x H x W (x C) -> N x C x H x W."""
+    try:
+        with np.load(path) as archive:
+            array = archive["images"]
+    except (OSError, KeyError, ValueError) as error:
+        raise MnistGanError(f"{path} is not an .npz with an 'images' array: {error}") from None
+    images = torch.from_numpy(array)
+    if images.dtype != torch.uint8 or images.dim() not in (3, 4):
+        raise MnistGanError(f"{path}: expected uint8 images N x H x W (x C), got {tuple(images.shape)} {images.dtype}")
+    return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+
+
+def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, images: Path | None = None,
+             dataset: str | None = None, data_dir: str = "data", num_images: int = DEFAULT_SAMPLES, seed: int = 0,
+             device: str = "auto") -> dict[str, Any]:
+    """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
+    torch_device = resolve_device(device)
+    if images is not None:
+        fake = load_images_file(images)
+        source, dataset = images, dataset or "mnist"
+    else:
+        source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
+        generator, config, _ = checkpoints.load_generator(source, torch_device)
+        from .sampling import sample_images
+
+        fake = sample_images(generator, num_images, config.latent_dim, seed=seed)
+        dataset = dataset or config.dataset
+    meter = QualityMeter(dataset, data_dir, torch_device)
+    return {"source": str(source), "dataset": dataset, "num_images": len(fake),
+            "metrics": meter.score(fake), "reference": meter.reference}
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"{result['source']}: {result['num_images']:,} images vs the {result['dataset']} test split")
+    table.add_column("metric")
+    table.add_column("better", justify="center")
+    table.add_column("generated", justify="right")
+    table.add_column("real data (reference)", justify="right")
+    for name, higher in METRICS.items():
+        reference = result["reference"].get(name)
+        table.add_row(name, "↑" if higher else "↓", format_value(result["metrics"][name]),
+                      "" if reference is None else format_value(reference))
+    return table
+
+
+def format_value(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
+
+
+# ----------------------------------------------------------------------------------- comparing runs
+def load_run_summary(run_dir: Path) -> dict[str, Any]:
+    """A run's config, its metrics per epoch (metrics.jsonl) and its losses (TensorBoard)."""
+    path = checkpoints.latest_checkpoint(run_dir)
+    payload = checkpoints.load_file(path, (checkpoints.CHECKPOINT_FORMAT,))
+    metrics_file = run_dir / METRICS_FILE
+    history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] if metrics_file.exists() else []
+    if not history:
+        raise MnistGanError(f"{run_dir} has no {METRICS_FILE}; train it with --eval-every 1 (the default)")
+    return {"run": str(run_dir), "config": payload["config"], "history": history, "elapsed": payload["elapsed"],
+            "losses": read_losses(run_dir)}
+
+
+def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = [tag for tag in ("loss/generator", "loss/discriminator") if tag in events.Tags()["scalars"]]
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in tags}
+
+
+def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
+    """One row per run: the config values that differ, best and final FID, IS, coverage, epoch of the best, wall time."""
+    summaries = [load_run_summary(Path(run)) for run in run_dirs]
+    ignored = {"run_dir", "data_dir"}
+    keys = [key for key in Config().to_dict() if key not in ignored
+            and len({json.dumps(summary["config"].get(key)) for summary in summaries}) > 1]
+    rows = []
+    for summary in summaries:
+        history = summary["history"]
+        best = min(history, key=lambda record: record["fid"])
+        final = history[-1]
+        rows.append({"run": summary["run"], **{key: summary["config"].get(key) for key in keys},
+                     "best_fid": best["fid"], "best_epoch": best["epoch"], "final_fid": final["fid"],
+                     "final_is": final["inception_score"], "final_classes": final["classes_covered"],
+                     "final_coverage": final["coverage"], "minutes": summary["elapsed"] / 60})
+    return {"differing": keys, "rows": rows, "summaries": summaries}
+
+
+def comparison_table(comparison: dict[str, Any]) -> Table:
+    table = Table(title="runs compared")
+    columns = list(comparison["rows"][0])
+    for column in columns:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in comparison["rows"]:
+        table.add_row(*(format_cell(row[column]) for column in columns))
+    return table
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    columns = list(comparison["rows"][0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(row[column]) for column in columns) + " |" for row in comparison["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.4f}"
+    return str(value)

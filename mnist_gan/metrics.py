@@ -1,0 +1,167 @@
+"""Quality metrics on the evaluator's features and logits: FID, KID, IS, mode coverage, precision/recall, density/coverage."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from .data import load_dataset
+from .evaluator import Evaluator, load_evaluator
+from .sampling import sample_images
+
+# Name, then whether higher is better: the order of every table.
+METRICS = {
+    "fid": False, "kid": False, "inception_score": True, "classes_covered": True, "class_kl": False,
+    "precision": True, "recall": True, "density": True, "coverage": True,
+}
+FAIR_SHARE = 0.5  # a class is covered when it holds at least half its uniform share (5% of samples for 10 classes)
+
+
+class Precomputed(nn.Module):
+    """Lets torchmetrics take features we already computed (one evaluator pass serves every metric)."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+@contextlib.contextmanager
+def quiet_feature_buffer_warning() -> Iterator[None]:
+    """torchmetrics warns that KID and IS keep their features in memory: 10,000 x 128 floats are nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Metric `")
+        yield
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]))
+    fid.update(real.double(), real=True)
+    fid.update(fake.double(), real=False)
+    return fid.compute().item()
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """KID (polynomial kernel MMD, unbiased), averaged over subsets."""
+    size = min(1000, len(real), len(fake))
+    with quiet_feature_buffer_warning():
+        kid = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subset_size=size, subsets=50)
+    kid.update(real.float(), real=True)  # float32 is ample for a kernel average and 5x faster than float64
+    kid.update(fake.float(), real=False)
+    return kid.compute()[0].item()
+
+
+def inception_score(logits: torch.Tensor) -> float:
+    """exp(E[KL(p(y|x) || p(y))]) over 10 splits; 10 is the maximum for 10 classes."""
+    with quiet_feature_buffer_warning():
+        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10)
+    score.update(logits.double())
+    return score.compute()[0].item()
+
+
+def mode_coverage(logits: torch.Tensor, real_labels: torch.Tensor) -> dict[str, float]:
+    """How many classes the evaluator sees a fair share of, and KL(generated classes || real labels)."""
+    classes = logits.shape[1]
+    fake_share = torch.bincount(logits.argmax(1), minlength=classes).double() / len(logits)
+    real_share = torch.bincount(real_labels, minlength=classes).double() / len(real_labels)
+    covered = int((fake_share >= FAIR_SHARE / classes).sum())
+    nonzero = fake_share > 0
+    kl = (fake_share[nonzero] * (fake_share[nonzero] / real_share[nonzero]).log()).sum().item()
+    return {"classes_covered": covered, "class_kl": kl}
+
+
+def kth_neighbour_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    return torch.cat([torch.cdist(chunk, features).kthvalue(k + 1, dim=1).values
+                      for chunk in features.split(2048)])
+
+
+def real_radii(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real manifold's k-NN radii for k=3 and k=5; computed once per real set."""
+    real = real.float()
+    return kth_neighbour_radii(real, 3), kth_neighbour_radii(real, 5)
+
+
+def manifold_metrics(real: torch.Tensor, fake: torch.Tensor,
+                     radii: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019, k=3); density and coverage (Naeem et al. 2020, k=5)."""
+    real, fake = real.float(), fake.float()  # neighbour ranks are stable in float32, and cdist is much faster
+    real_radii3, real_radii5 = radii or real_radii(real)
+    fake_radii3 = kth_neighbour_radii(fake, 3)
+    precision_hits, density_hits = 0.0, 0.0
+    for chunk in fake.split(2048):  # rows: fake, columns: real
+        distances = torch.cdist(chunk, real)
+        precision_hits += (distances <= real_radii3).any(1).sum().item()
+        density_hits += (distances <= real_radii5).sum().item()
+    recall_hits, coverage_hits = 0.0, 0.0
+    for chunk, radii5 in zip(real.split(2048), real_radii5.split(2048)):  # rows: real, columns: fake
+        distances = torch.cdist(chunk, fake)
+        recall_hits += (distances <= fake_radii3).any(1).sum().item()
+        coverage_hits += (distances.min(1).values <= radii5).sum().item()
+    return {
+        "precision": precision_hits / len(fake),
+        "recall": recall_hits / len(real),
+        "density": density_hits / (5 * len(fake)),
+        "coverage": coverage_hits / len(real),
+    }
+
+
+class QualityMeter:
+    """Scores generated images against the dataset's test split; the real side is embedded once."""
+
+    def __init__(self, dataset: str, data_dir: str | Path, device: torch.device | str = "cpu",
+                 evaluator_path: Path | None = None, download: bool = True) -> None:
+        self.evaluator, self.metadata = load_evaluator(dataset, evaluator_path, device)
+        test_images, self.test_labels = load_dataset(dataset, data_dir, train=False, download=download)
+        self.test_features, _ = self.evaluator.embed(test_images)
+        self.test_radii = real_radii(self.test_features)
+
+    @property
+    def reference(self) -> dict[str, float]:
+        """The same metrics for 10,000 real training images: what a perfect generator scores."""
+        return self.metadata.get("reference", {})
+
+    def score(self, images: torch.Tensor) -> dict[str, float]:
+        """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
+        features, logits = self.evaluator.embed(images)
+        with torch.random.fork_rng(devices=[]):  # do not disturb the training RNG
+            torch.manual_seed(0)
+            results = {
+                "fid": frechet_distance(self.test_features, features),
+                "kid": kernel_distance(self.test_features, features),
+                "inception_score": inception_score(logits),
+                **mode_coverage(logits, self.test_labels),
+                **manifold_metrics(self.test_features, features, self.test_radii),
+            }
+        return {name: results[name] for name in METRICS}
+
+    def score_generator(self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345) -> dict[str, float]:
+        was_training = generator.training
+        generator.eval()
+        images = sample_images(generator, num_images, latent_dim, seed=seed)
+        generator.train(was_training)
+        return self.score(images)
+
+
+def real_reference(meter: QualityMeter, dataset: str, data_dir: str | Path, num_images: int = 10_000) -> dict[str, float]:
+    """Metrics of num_images real training images (a fixed random subset) against the test split."""
+    images, _ = load_dataset(dataset, data_dir, train=True)
+    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]
+    return meter.score(images[subset])
+
+
+def is_better(name: str, new: float, old: float) -> bool:
+    if math.isnan(old):
+        return True
+    return new > old if METRICS[name] else new < old

@@ -1,0 +1,126 @@
+"""The command line: help, generate, plot-checkpoint, and one clear error for every bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_gan.__main__ import app
+from mnist_gan.data import TORCHVISION_DATASETS
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def assert_clean_failure(result, code: int, *phrases: str) -> None:
+    """Non-zero exit with the message, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    for phrase in phrases:
+        assert phrase in " ".join(result.output.split()), result.output
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("main", "plot-checkpoint", "generate"):
+        assert command in result.output
+    main_help = run("main", "--help").output
+    for flag in ("--epochs", "--batch-size", "--lr", "--b1", "--b2", "--latent-dim", "--img-size", "--sample-interval",
+                 "--arch", "--dataset", "--data-dir", "--run-dir", "--seed", "--device", "--resume"):
+        assert flag in main_help
+
+
+def test_generate_png_and_npz(trained_run: Path, tmp_path: Path) -> None:
+    result = run("generate", "--run-dir", trained_run, "--num-images", 8, "--out", tmp_path / "fake.png")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "fake.png") as grid:
+        assert grid.size == (3 * 30 + 2, 3 * 30 + 2)  # 8 images in a 3 x 3 grid
+
+    for name in ("a.npz", "b.npz"):
+        result = run("generate", "--checkpoint", trained_run / "generator.pth", "--num-images", 5, "--seed", 7,
+                     "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    first, second = np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"]
+    assert first.shape == (5, 28, 28) and first.dtype == np.uint8
+    assert np.array_equal(first, second)  # the same seed gives the same images
+    assert first.std() > 0
+
+
+def test_plot_checkpoint_renders_a_titled_grid(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plot.png"
+    result = run("plot-checkpoint", "--run-dir", trained_run, "--grid", 4, "--out", out, "--no-show")
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as figure:
+        assert figure.size == (600, 640)
+        assert len(set(figure.convert("L").getdata())) > 10  # a real picture, not a blank canvas
+
+
+@pytest.mark.parametrize("args, code, phrase", [
+    (["--arch", "transformer"], 2, "is not one of: dcgan, mlp"),
+    (["--epochs", "-1"], 2, "--epochs"),
+    (["--lr", "0"], 2, "not in (0, 1)"),
+    (["--dataset", "cifar"], 2, "is not one of"),
+    (["--device", "tpu"], 2, "is not one of"),
+])
+def test_bad_flags_are_usage_errors(args: list[str], code: int, phrase: str) -> None:
+    assert_clean_failure(run("main", *args), code, phrase)
+
+
+def test_missing_data_without_download(tmp_path: Path) -> None:
+    result = run("main", "--data-dir", tmp_path / "empty", "--no-download", "--run-dir", tmp_path / "run")
+    assert_clean_failure(result, 1, "mnist is not in --data-dir", "train-images-idx3-ubyte", "MNIST_GAN_DATA_DIR")
+
+
+def test_missing_data_when_the_download_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(self) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setattr(TORCHVISION_DATASETS["mnist"], "download", offline)
+    result = run("main", "--data-dir", tmp_path / "empty", "--run-dir", tmp_path / "run")
+    assert_clean_failure(result, 1, "could not be downloaded", "no network", "--data-dir")
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path: Path, trained_run: Path) -> None:
+    assert_clean_failure(run("generate", "--checkpoint", tmp_path / "nope.pt"), 1, "no checkpoint file at")
+    assert_clean_failure(run("plot-checkpoint", "--run-dir", tmp_path / "empty-run"), 1, "no checkpoint in")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((trained_run / "generator.pth").read_bytes()[:2000])
+    assert_clean_failure(run("generate", "--checkpoint", corrupt, "--out", tmp_path / "x.png"), 1,
+                         str(corrupt), "not a readable mnist_gan checkpoint")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_existing_run_is_not_overwritten(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+    copy = shutil.copytree(trained_run, tmp_path / "copy")
+    before = sorted(p.name for p in (copy / "checkpoints").iterdir())
+    result = run("main", "--data-dir", data_dir, "--run-dir", copy)
+    assert_clean_failure(result, 1, "already holds checkpoints", "--resume")
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_python_dash_m_main_end_to_end(tmp_path: Path, data_dir: Path) -> None:
+    """The real entry point in a subprocess: train, resume for one more epoch, generate."""
+    command = [sys.executable, "-m", "mnist_gan"]
+    common = ["--data-dir", str(data_dir), "--max-batches", "5", "--batch-size", "32", "--width", "8",
+              "--eval-samples", "200"]
+    subprocess.run([*command, "main", "--epochs", "1", *common], cwd=tmp_path, check=True, capture_output=True)
+    run_dir = next((tmp_path / "runs").iterdir())  # the default run folder, named by date and time
+    subprocess.run([*command, "main", "--resume", "--epochs", "2"], cwd=tmp_path, check=True, capture_output=True,
+                   env={**__import__("os").environ, "MNIST_GAN_DATA_DIR": str(data_dir)})
+    assert (run_dir / "checkpoints" / "epoch_001.pt").exists()
+    subprocess.run([*command, "generate"], cwd=tmp_path, check=True, capture_output=True)
+    with Image.open(tmp_path / "fake_images.png") as grid:
+        assert grid.size == (3 * 30 + 2, 3 * 30 + 2)

@@ -1,0 +1,110 @@
+"""The evaluator and the quality metrics on real data, and their outputs during training, in evaluate and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_gan import train
+from mnist_gan.__main__ import app
+from mnist_gan.data import load_dataset
+from mnist_gan.evaluator import load_evaluator
+from mnist_gan.metrics import METRICS, QualityMeter
+from conftest import quick_config
+from test_training import read_events
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def meter(data_dir: Path) -> QualityMeter:
+    return QualityMeter("mnist", data_dir)
+
+
+@pytest.fixture(scope="module")
+def train_images(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_dataset("mnist", data_dir, train=True)
+
+
+def test_evaluator_accuracy_on_a_test_slice(data_dir: Path) -> None:
+    evaluator, metadata = load_evaluator("mnist")
+    images, labels = load_dataset("mnist", data_dir, train=False)
+    _, logits = evaluator.embed(images[:3000])
+    assert (logits.argmax(1) == labels[:3000]).float().mean() >= 0.985
+    assert metadata["test_accuracy"] >= 0.99
+
+
+def test_real_collapsed_and_noise_images_rank_as_they_should(meter: QualityMeter, train_images) -> None:
+    images, labels = train_images
+    real = meter.score(images[torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:N]])
+    sevens = images[labels == 7]
+    collapsed = meter.score(sevens[torch.arange(N) % 20])  # one class, twenty distinct images
+    noise = meter.score(torch.rand(N, 1, 28, 28) * 2 - 1)
+
+    reference = meter.reference
+    assert set(reference) == set(METRICS) and reference["inception_score"] > 9.5
+    # Real against real sits near the reference (FID is biased upward at 2,000 samples).
+    assert real["fid"] < 5 * reference["fid"] and real["inception_score"] > 9.3
+    assert real["classes_covered"] == 10 and real["class_kl"] < 0.01
+    assert real["precision"] > 0.75 and real["recall"] > 0.75 and real["coverage"] > 0.4
+    # One repeated digit: far worse on FID, classes, class KL, recall and coverage.
+    assert collapsed["fid"] > 20 * real["fid"]
+    assert collapsed["classes_covered"] == 1 and collapsed["class_kl"] > 2.0
+    assert collapsed["recall"] < 0.1 and collapsed["coverage"] < 0.1 < real["coverage"]
+    assert collapsed["inception_score"] < 1.5
+    # Noise is worst of all on FID, KID and precision.
+    assert noise["fid"] > collapsed["fid"] and noise["kid"] > collapsed["kid"] > real["kid"]
+    assert noise["precision"] < 0.05 and noise["density"] < 0.05
+
+
+def test_training_logs_metrics_and_keeps_best(trained_run: Path) -> None:
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [record["epoch"] for record in records] == [0, 1]
+    assert all(set(METRICS) <= set(record) for record in records)
+    events = read_events(trained_run)
+    for name in METRICS:
+        assert len(events.Scalars(f"metrics/{name}")) == 2
+    assert (trained_run / "best.pt").is_file()
+
+
+def test_evaluate_prints_every_metric_beside_the_reference(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "scores.json"
+    result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(trained_run), "--num-images", "500",
+                                      "--data-dir", str(data_dir), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in METRICS:
+        assert name in result.output
+    assert "real data (reference)" in result.output
+    scores = json.loads(out.read_text())
+    assert scores["source"].endswith("best.pt") and scores["num_images"] == 500
+    assert set(scores["metrics"]) == set(METRICS) == set(scores["reference"])
+
+
+def test_evaluate_scores_an_npz_from_generate(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+    runner = CliRunner()
+    npz = tmp_path / "fake.npz"
+    assert runner.invoke(app, ["generate", "--run-dir", str(trained_run), "--num-images", "300", "--out", str(npz)]).exit_code == 0
+    result = runner.invoke(app, ["evaluate", "--images", str(npz), "--data-dir", str(data_dir), "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text())["num_images"] == 300
+
+
+def test_compare_two_runs(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+    other = train(quick_config(tmp_path / "mlp", arch="mlp", lr=1e-3))
+    out, markdown = tmp_path / "comparison.png", tmp_path / "comparison.md"
+    result = CliRunner().invoke(app, ["compare", str(trained_run), str(other), "--out", str(out), "--markdown", str(markdown)])
+    assert result.exit_code == 0, result.output
+    table = markdown.read_text()
+    header = table.splitlines()[0]
+    for column in ("arch", "lr", "best_fid", "final_fid", "final_is", "final_coverage", "best_epoch", "minutes"):
+        assert column in header
+    assert "batch_size" not in header  # equal settings are left out
+    assert "dcgan" in table and "mlp" in table
+    with Image.open(out) as figure:
+        assert figure.size == (1600, 450)

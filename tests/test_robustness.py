@@ -1,0 +1,224 @@
+"""Runs that survive: kill -9, Ctrl-C and exact resume, unsafe and broken files, bad settings, full or read-only disks."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from mnist_gan import checkpoints, resume, train, trainer
+from mnist_gan.__main__ import app
+from mnist_gan.errors import CheckpointError, ConfigError, MnistGanError, TrainingDiverged
+from conftest import quick_config
+from test_cli import assert_clean_failure
+from test_training import parameters
+
+runner = CliRunner()
+
+
+def cli_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_gan", "main", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+            "--batch-size", "32", "--width", "8", "--eval-every", "0", "--sample-interval", "0", "--seed", "3", *extra]
+
+
+def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: float = 120) -> None:
+    folder, pattern = path_glob
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob(pattern)):
+        assert process.poll() is None, process.stderr.read() if process.stderr else "training ended early"
+        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
+    settings_ = ("--epochs", "3", "--max-batches", "300")
+    straight = tmp_path / "straight"
+    subprocess.run(cli_command(data_dir, straight, *settings_), check=True, capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(cli_command(data_dir, interrupted, *settings_), stderr=subprocess.PIPE, text=True)
+    wait_for((interrupted / "checkpoints", "epoch_000.pt"), process)
+    time.sleep(0.5)  # well inside epoch 1
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Resume with: python -m mnist_gan main --resume" in " ".join(stderr.split())
+    partial = [path.name for path in checkpoints.list_checkpoints(interrupted) if "_batch_" in path.name]
+    assert len(partial) == 1 and partial[0].startswith("epoch_001_batch_"), partial
+
+    result = subprocess.run(cli_command(data_dir, interrupted, "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "batch" in result.stderr  # it says where it resumed
+    expected, actual = parameters(straight), parameters(interrupted)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_earlier_checkpoints_loadable_and_resume_finishes(tmp_path: Path, data_dir: Path) -> None:
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(cli_command(data_dir, run_dir, "--epochs", "4", "--max-batches", "150"),
+                               stderr=subprocess.PIPE, text=True)
+    wait_for((run_dir / "checkpoints", "epoch_001.pt"), process)
+    process.kill()  # SIGKILL: no handler runs
+    process.wait()
+    survivors = checkpoints.list_checkpoints(run_dir)
+    assert [path.name for path in survivors][:2] == ["epoch_000.pt", "epoch_001.pt"]
+    for path in survivors:
+        checkpoints.load_file(path)  # every complete checkpoint loads
+    result = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 4
+
+
+class MakesAMarker:
+    """A pickle payload that would create a file if it were ever unpickled with full pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_is_refused_and_its_code_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "generator.pth"
+    torch.save({"format": checkpoints.GENERATOR_FORMAT, "payload": MakesAMarker(marker)}, evil)
+    for command in (["generate", "--checkpoint", str(evil), "--out", str(tmp_path / "x.png")],
+                    ["plot-checkpoint", "--checkpoint", str(evil), "--no-show"],
+                    ["evaluate", "--checkpoint", str(evil)]):
+        assert_clean_failure(runner.invoke(app, command), 1, str(evil), "not a readable mnist_gan checkpoint")
+    assert not marker.exists()
+    with pytest.raises(CheckpointError):
+        checkpoints.load_file(evil)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(MakesAMarker(marker)))  # the payload is real: plain pickle does run it
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04truncated zip"])
+def test_empty_garbage_and_truncated_files_name_the_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        checkpoints.load_file(path)
+
+
+def test_foreign_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(CheckpointError, match="not an mnist_gan checkpoint"):
+        checkpoints.load_file(path)
+
+
+def test_resume_skips_a_broken_newest_checkpoint(tmp_path: Path, data_dir: Path, trained_run: Path) -> None:
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    newest = checkpoints.latest_checkpoint(run_dir)
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash during a non-atomic copy
+    warnings: list[str] = []
+    resume(run_dir, {"epochs": 3, "eval_every": 0}, warn=warnings.append)
+    assert any("skipping broken checkpoint" in warning and "epoch_001.pt" in warning for warning in warnings)
+    assert any("epoch 1, batch 0" in warning for warning in warnings)  # it went back to epoch_000.pt
+    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 3
+
+
+def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    with pytest.raises(ConfigError, match="arch: checkpoint has 'dcgan', flag says 'mlp'.*latent_dim"):
+        resume(run_dir, {"arch": "mlp", "latent_dim": 64, "epochs": 3})
+    result = runner.invoke(app, ["main", "--resume", "--run-dir", str(run_dir), "--img-size", "32"])
+    assert_clean_failure(result, 2, "cannot resume with a different model or data", "img_size")
+    warnings: list[str] = []
+    resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0}, warn=warnings.append)
+    assert any("lr changed from 0.0002 to 0.0001" in warning for warning in warnings)
+    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
+    assert payload["config"]["lr"] == 1e-4 and payload["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_step = trainer.train_step
+
+    def step_that_diverges(state, *args):
+        stats = real_step(state, *args)
+        return {**stats, "loss_g": float("nan")} if state.step == 8 else stats  # the 9th step
+
+    monkeypatch.setattr(trainer, "train_step", step_that_diverges)
+    with pytest.raises(TrainingDiverged, match="step 9"):
+        train(quick_config(tmp_path / "run", eval_every=0))
+    assert [path.name for path in checkpoints.list_checkpoints(tmp_path / "run")] == ["epoch_000.pt"]
+
+
+def test_full_disk_gives_a_clear_error_and_no_partial_checkpoint(tmp_path: Path, data_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real_save = torch.save
+
+    def save_until_disk_full(obj, file, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            file.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        train(quick_config(tmp_path / "run", eval_every=0))
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(path.name for path in folder.iterdir()) == ["epoch_000.pt"]  # no temporary file left either
+    checkpoints.load_file(folder / "epoch_000.pt")
+
+
+def test_read_only_run_directory(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root ignores permission bits; the immutable attribute binds root too
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("chattr +i is not available here")
+    else:
+        folder.chmod(0o555)
+    try:
+        result = runner.invoke(app, ["main", "--data-dir", str(data_dir), "--run-dir", str(folder / "run")])
+        assert_clean_failure(result, 1, "cannot write to run directory")
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True) if os.geteuid() == 0 else folder.chmod(0o755)
+
+
+def test_keep_last_bounds_the_checkpoints(tmp_path: Path, data_dir: Path) -> None:
+    run_dir = train(quick_config(tmp_path / "run", epochs=4, keep_last=2))
+    assert [path.name for path in checkpoints.list_checkpoints(run_dir)] == ["epoch_002.pt", "epoch_003.pt"]
+    assert (run_dir / "best.pt").is_file() and (run_dir / "generator.pth").is_file()
+
+
+NUMERIC_FLAGS = {"--epochs": int, "--batch-size": int, "--lr": float, "--b1": float, "--b2": float,
+                 "--latent-dim": int, "--img-size": int, "--channels": int, "--width": int, "--ema-decay": float,
+                 "--max-batches": int, "--sample-interval": int, "--log-every": int, "--eval-every": int,
+                 "--eval-samples": int, "--keep-last": int, "--seed": int}
+values = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                   st.sampled_from(["", "abc", "1e400", "-0", "0x10", "nan"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(sorted(NUMERIC_FLAGS)), values, min_size=1, max_size=4))
+def test_numeric_flags_never_give_a_traceback(monkeypatch: pytest.MonkeyPatch, flags: dict) -> None:
+    accepted = []
+    monkeypatch.setattr(trainer, "train", accepted.append)  # validation only: do not train
+    args = ["main"] + [item for flag, value in flags.items() for item in (flag, str(value))]
+    result = runner.invoke(app, args)
+    assert result.exit_code in (0, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    if result.exit_code == 0:
+        config = accepted[0]
+        assert config.epochs >= 1 and 0 < config.lr < 1 and 0 <= config.b1 < 1 and 0 <= config.b2 < 1
+    else:
+        assert "Traceback" not in result.output and result.output.strip()

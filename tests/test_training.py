@@ -1,0 +1,66 @@
+"""Real short training runs on MNIST: TensorBoard events, checkpoints, sample PNGs, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from mnist_gan import checkpoints, resume, train
+from mnist_gan.config import Config
+from conftest import quick_config
+
+
+def read_events(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
+    events = read_events(trained_run)
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/discriminator", "loss/generator", "D(x)", "D(G(z))", "speed/images_per_second"} <= scalars
+    assert len(events.Scalars("loss/generator")) == 6  # 12 steps, logged every 2
+    image = events.Images("samples/fixed_noise")
+    assert len(image) == 2  # one grid per epoch
+    assert (image[-1].width, image[-1].height) == (28 * 8, 28 * 8)  # the 64 fixed-noise samples as 8 x 8
+    start = events.summary_metadata["_hparams_/session_start_info"].plugin_data.content
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
+    assert hparams["lr"].number_value == 2e-4 and hparams["arch"].string_value == "dcgan"
+
+    assert [path.name for path in checkpoints.list_checkpoints(trained_run)] == ["epoch_000.pt", "epoch_001.pt"]
+    payload = checkpoints.load_file(checkpoints.latest_checkpoint(trained_run))
+    assert payload["epoch"] == 2 and payload["batches_done"] == 0 and payload["step"] == 12
+    assert Config.from_dict(payload["config"]) == quick_config(trained_run)
+    for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "rng_cpu", "fixed_noise"):
+        assert key in payload
+
+    pngs = sorted(path.name for path in (trained_run / "images").glob("*.png"))
+    assert pngs == ["epoch_0.png", "epoch_1.png", "step_0000004.png", "step_0000008.png", "step_0000012.png"]
+    with Image.open(trained_run / "images" / "epoch_1.png") as grid:
+        assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8 x 8 images of 28 px with 2 px padding
+    generator, config, epochs_done = checkpoints.load_generator(trained_run / "generator.pth")
+    assert epochs_done == 2 and generator(torch.randn(3, config.latent_dim)).shape == (3, 1, 28, 28)
+
+
+def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
+    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
+    return {**{f"g.{k}": v for k, v in payload["generator"].items()},
+            **{f"d.{k}": v for k, v in payload["discriminator"].items()},
+            **{f"ema.{k}": v for k, v in payload["generator_ema"].items()}}
+
+
+def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
+    straight = train(quick_config(tmp_path / "straight", epochs=3, eval_every=0))
+    split = train(quick_config(tmp_path / "split", epochs=1, eval_every=0))
+    assert [p.name for p in checkpoints.list_checkpoints(split)] == ["epoch_000.pt"]
+    resume(split, {"epochs": 3}, warn=lambda message: None)
+    assert [p.name for p in checkpoints.list_checkpoints(split)] == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
+    expected, actual = parameters(straight), parameters(split)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
