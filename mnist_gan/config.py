@@ -29,12 +29,13 @@ class Config:
     # Model
     arch: str = "dcgan"
     latent_dim: int = 100
-    width: int = 64  # DCGAN base channel count; the MLP ignores it
+    width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
 
-    # Optimisation (Adam with the DCGAN paper's b1 = 0.5)
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 2e-4
+    # Optimisation: Adam with the DCGAN paper's b1 = 0.5. Batch 64 and lr 2e-3 reach good digits
+    # soonest on a CPU (more updates per second than batch 128, and 2e-3 beat 1e-3, 5e-4 and 2e-4; README).
+    epochs: int = 20  # about 8 minutes on a 2-core CPU (README)
+    batch_size: int = 64
+    lr: float = 2e-3
     b1: float = 0.5
     b2: float = 0.999
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off

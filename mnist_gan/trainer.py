@@ -6,7 +6,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from .devices import autocast, resolve_device, resolve_precision
 from .errors import MnistGanError, TrainingDiverged, TrainingInterrupted
 from .metrics import QualityMeter
 from .models import build_models
-from .plots import save_grid
 from .reporting import Reporter
 
 FIXED_NOISE_SIZE = 64  # an 8 x 8 grid from the same z every epoch, so progress is comparable
@@ -43,8 +42,7 @@ class TrainingState:
     batches_done: int = 0  # batches of `epoch` already trained
     step: int = 0  # generator updates so far
     best_fid: float = math.inf
-    elapsed: float = 0.0  # training seconds, summed over resumes
-    metrics_history: list[dict[str, float]] = field(default_factory=list)
+    elapsed: float = 0.0  # wall seconds of training, summed over resumes
 
     @property
     def sampler(self) -> nn.Module:
@@ -141,7 +139,6 @@ def state_payload(state: TrainingState, config: Config) -> dict[str, Any]:
         "step": state.step,
         "best_fid": state.best_fid,
         "elapsed": state.elapsed,
-        "metrics_history": state.metrics_history,
         "generator": state.generator.state_dict(),
         "discriminator": state.discriminator.state_dict(),
         "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
@@ -169,7 +166,6 @@ def restore_state(payload: dict[str, Any], config: Config, device: torch.device)
     state.fixed_noise = payload["fixed_noise"].to(device)
     state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
     state.best_fid, state.elapsed = payload["best_fid"], payload["elapsed"]
-    state.metrics_history = list(payload.get("metrics_history", []))
     torch.set_rng_state(payload["rng_cpu"])
     if device.type == "cuda" and payload["rng_cuda"]:
         torch.cuda.set_rng_state_all(payload["rng_cuda"])
@@ -259,14 +255,16 @@ def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter
     clock = time.perf_counter()
     finished = state.epoch
     reporter.log_samples(f"epoch_{finished}", sample_grid(state), state.step, epoch_grid=True)
-    metrics = None
+    metrics, eval_seconds = None, 0.0
     if meter is not None and ((finished + 1) % config.eval_every == 0 or finished + 1 == config.epochs):
+        eval_started = time.perf_counter()
         metrics = meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
+        eval_seconds = time.perf_counter() - eval_started
     state.elapsed += time.perf_counter() - clock
     state.epoch, state.batches_done = finished + 1, 0
     if metrics is not None:
-        record = {"epoch": finished, "step": state.step, "elapsed": round(state.elapsed, 2), **metrics}
-        state.metrics_history.append(record)
+        record = {"epoch": finished, "step": state.step, "elapsed": round(state.elapsed, 2),
+                  "eval_seconds": round(eval_seconds, 2), **metrics}
         reporter.log_metrics(record)
     payload = state_payload(state, config)
     if metrics is not None and metrics["fid"] < state.best_fid:

@@ -43,14 +43,14 @@ def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: fl
 
 @pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    settings_ = ("--epochs", "3", "--max-batches", "300")
+    settings_ = ("--epochs", "2", "--max-batches", "200")
     straight = tmp_path / "straight"
     subprocess.run(cli_command(data_dir, straight, *settings_), check=True, capture_output=True)
 
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(cli_command(data_dir, interrupted, *settings_), stderr=subprocess.PIPE, text=True)
     wait_for((interrupted / "checkpoints", "epoch_000.pt"), process)
-    time.sleep(0.5)  # well inside epoch 1
+    time.sleep(0.3)  # inside epoch 1
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

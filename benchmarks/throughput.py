@@ -1,0 +1,79 @@
+"""Training throughput: the classic MNIST GAN loop against mnist_gan, side by side in one run.
+
+    python benchmarks/throughput.py [--seconds 10] [--repeats 3]
+
+Rows: the classic loop (DataLoader + per-image transforms, Sigmoid + BCELoss, MLP, batch 64);
+mnist_gan at the classic's own settings (MLP, batch 64); mnist_gan's default configuration, with
+its achieved GFLOP/s as a share of this machine's measured matmul peak in the dtype it uses.
+Windows alternate between loops so drifting machine load hits all of them alike; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median
+from mnist_gan.config import Config
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """Best GFLOP/s of a large square matmul: the practical peak of this CPU for the dtype."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def flops_per_step(loop: MnistGanLoop) -> int:
+    """Floating-point operations of one full training step (D update, G update), counted by torch."""
+    real = next(loop.batches())
+    with FlopCounterMode(display=False) as counter:
+        loop.step(real)
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring window")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    loops = {
+        "classic loop (MLP, batch 64)": ClassicLoop(),
+        "mnist_gan at classic settings (MLP, batch 64)": MnistGanLoop(Config(arch="mlp", batch_size=64)),
+        "mnist_gan default": MnistGanLoop(Config()),
+    }
+    results: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(args.repeats):
+        for name, loop in loops.items():
+            results[name].append(images_per_second(loop, args.seconds))
+    medians = {name: median(values) for name, values in results.items()}
+    classic = medians["classic loop (MLP, batch 64)"]
+
+    print(f"machine: {machine()}")
+    print(f"median of {args.repeats} windows of {args.seconds:.0f} s each\n")
+    print(f"| loop | images/s (median) | runs | vs classic |")
+    print(f"|---|---:|---|---:|")
+    for name, value in medians.items():
+        runs = ", ".join(f"{v:,.0f}" for v in results[name])
+        print(f"| {name} | {value:,.0f} | {runs} | {value / classic:.2f}x |")
+
+    default = loops["mnist_gan default"]
+    flops = flops_per_step(default)
+    steps_per_second = medians["mnist_gan default"] / default.config.batch_size
+    achieved = flops * steps_per_second / 1e9
+    peak = matmul_peak_gflops(default.precision)
+    dtype = str(default.precision).removeprefix("torch.")
+    print(f"\nmnist_gan default: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "
+          f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Smoke test: the benchmarks' code still runs (tiny windows; the real figures come from running the scripts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from common import ClassicLoop, MnistGanLoop, images_per_second, train_with_snapshots  # noqa: E402
+from throughput import flops_per_step, matmul_peak_gflops  # noqa: E402
+
+from mnist_gan.config import Config  # noqa: E402
+
+
+def test_both_loops_train_and_snapshot(data_dir: Path) -> None:
+    loops = [ClassicLoop(str(data_dir)), MnistGanLoop(Config(width=8), str(data_dir))]
+    for loop in loops:
+        assert images_per_second(loop, seconds=0.3, warmup_steps=2) > 0
+        snapshots = []
+        train_with_snapshots(loop, [0.1, 0.3], lambda seconds, steps, sampler: snapshots.append((seconds, steps, sampler)))
+        assert [seconds for seconds, _, _ in snapshots] == [0.1, 0.3]
+        assert snapshots[0][1] <= snapshots[1][1]
+        assert snapshots[-1][2](torch.randn(2, 100)).shape == (2, 1, 28, 28)
+
+
+def test_flop_count_and_peak(data_dir: Path) -> None:
+    loop = MnistGanLoop(Config(arch="mlp", batch_size=8), str(data_dir))
+    # MLP: forward G (~1.5M MACs/image) and D (~0.5M) several times per step: well over 10 MFLOP for 8 images.
+    assert flops_per_step(loop) > 10e6
+    assert matmul_peak_gflops(torch.float32, size=256, repeats=2) > 0
