@@ -18,7 +18,8 @@ from torchvision import datasets, transforms
 from mnist_gan.config import Config
 from mnist_gan.data import epoch_batches, load_dataset
 from mnist_gan.devices import resolve_precision
-from mnist_gan.trainer import new_state, train_step
+from mnist_gan.state import new_state
+from mnist_gan.trainer import train_step
 
 DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 

@@ -1,4 +1,4 @@
-"""Training: one GAN step, the epoch loop, checkpoints, samples and resume."""
+"""Training: one GAN step and the epoch loop, with logging, samples, evaluation, checkpoints, resume and signals."""
 
 from __future__ import annotations
 
@@ -6,48 +6,21 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
-from . import __version__, checkpoints
+from . import checkpoints
 from .config import Config, merge_for_resume
 from .data import batches_per_epoch, epoch_batches, load_dataset
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import MnistGanError, TrainingDiverged, TrainingInterrupted
 from .metrics import QualityMeter
-from .models import build_models
 from .reporting import Reporter
-
-FIXED_NOISE_SIZE = 64  # an 8 x 8 grid from the same z every epoch, so progress is comparable
-
-
-@dataclass
-class TrainingState:
-    """Everything that changes while training; checkpoints store all of it."""
-
-    generator: nn.Module
-    discriminator: nn.Module
-    ema: AveragedModel | None
-    optimizer_g: torch.optim.Optimizer
-    optimizer_d: torch.optim.Optimizer
-    fixed_noise: torch.Tensor
-    epoch: int = 0  # the epoch being trained (0-based)
-    batches_done: int = 0  # batches of `epoch` already trained
-    step: int = 0  # generator updates so far
-    best_fid: float = math.inf
-    elapsed: float = 0.0  # wall seconds of training, summed over resumes
-
-    @property
-    def sampler(self) -> nn.Module:
-        """The generator used for samples, evaluation and export: the weight average when there is one."""
-        return self.ema.module if self.ema is not None else self.generator
+from .state import TrainingState, new_state, restore_state, state_payload
 
 
 # ----------------------------------------------------------------------------------- the GAN step
@@ -90,86 +63,6 @@ def train_step(state: TrainingState, real: torch.Tensor, latent_dim: int, precis
         "d_real": torch.sigmoid(logits_real).mean().item(),  # D(x)
         "d_fake": torch.sigmoid(logits_fake).mean().item(),  # D(G(z)) before D's update
     }
-
-
-def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """EMA with a warm-up (decay grows as (1 + n) / (10 + n)) so early samples are not dominated by the random init."""
-
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = float(num_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
-        for average, value in zip(averaged, current):
-            if average.is_floating_point():
-                average.lerp_(value, weight)
-            else:  # BatchNorm's num_batches_tracked
-                average.copy_(value)
-
-    return update
-
-
-# ----------------------------------------------------------------------------------- set-up
-def new_state(config: Config, device: torch.device) -> TrainingState:
-    torch.manual_seed(config.seed)
-    generator, discriminator = (model.to(device) for model in build_models(config))
-    betas = (config.b1, config.b2)
-    ema = None
-    if config.ema_decay > 0:
-        ema = AveragedModel(generator, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
-    noise_rng = torch.Generator().manual_seed(config.seed)
-    return TrainingState(
-        generator=generator,
-        discriminator=discriminator,
-        ema=ema,
-        optimizer_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
-        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
-        fixed_noise=torch.randn(FIXED_NOISE_SIZE, config.latent_dim, generator=noise_rng).to(device),
-    )
-
-
-def state_payload(state: TrainingState, config: Config) -> dict[str, Any]:
-    """The self-describing checkpoint dict: models, optimizers, position, config, noise and RNG states."""
-    return {
-        "format": checkpoints.CHECKPOINT_FORMAT,
-        "version": checkpoints.FORMAT_VERSION,
-        "package_version": __version__,
-        "config": config.to_dict(),
-        "epoch": state.epoch,
-        "batches_done": state.batches_done,
-        "epochs_done": state.epoch,  # finished epochs: a finished epoch's checkpoint has epoch + 1, batches 0
-        "step": state.step,
-        "best_fid": state.best_fid,
-        "elapsed": state.elapsed,
-        "generator": state.generator.state_dict(),
-        "discriminator": state.discriminator.state_dict(),
-        "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
-        "ema_updates": int(state.ema.n_averaged) if state.ema is not None else 0,
-        "optimizer_g": state.optimizer_g.state_dict(),
-        "optimizer_d": state.optimizer_d.state_dict(),
-        "fixed_noise": state.fixed_noise.cpu(),
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def restore_state(payload: dict[str, Any], config: Config, device: torch.device) -> TrainingState:
-    state = new_state(config, device)
-    state.generator.load_state_dict(payload["generator"])
-    state.discriminator.load_state_dict(payload["discriminator"])
-    if state.ema is not None and payload.get("generator_ema") is not None:
-        state.ema.module.load_state_dict(payload["generator_ema"])
-        state.ema.n_averaged.fill_(payload["ema_updates"])
-    state.optimizer_g.load_state_dict(payload["optimizer_g"])
-    state.optimizer_d.load_state_dict(payload["optimizer_d"])
-    for optimizer in (state.optimizer_g, state.optimizer_d):  # a resumed run may change the learning rate
-        for group in optimizer.param_groups:
-            group["lr"], group["betas"] = config.lr, (config.b1, config.b2)
-    state.fixed_noise = payload["fixed_noise"].to(device)
-    state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
-    state.best_fid, state.elapsed = payload["best_fid"], payload["elapsed"]
-    torch.set_rng_state(payload["rng_cpu"])
-    if device.type == "cuda" and payload["rng_cuda"]:
-        torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    return state
 
 
 # ----------------------------------------------------------------------------------- the loop

@@ -7,7 +7,8 @@ import torch
 
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
-from mnist_gan.trainer import new_state, train_step
+from mnist_gan.state import new_state
+from mnist_gan.trainer import train_step
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])

@@ -142,7 +142,7 @@ def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_
     assert_clean_failure(result, 2, "cannot resume with a different model or data", "img_size")
     warnings: list[str] = []
     resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0}, warn=warnings.append)
-    assert any("lr changed from 0.0002 to 0.0001" in warning for warning in warnings)
+    assert any("lr changed from 0.002 to 0.0001" in warning for warning in warnings)
     payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
     assert payload["config"]["lr"] == 1e-4 and payload["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -30,7 +31,7 @@ def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
     assert (image[-1].width, image[-1].height) == (28 * 8, 28 * 8)  # the 64 fixed-noise samples as 8 x 8
     start = events.summary_metadata["_hparams_/session_start_info"].plugin_data.content
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
-    assert hparams["lr"].number_value == 2e-4 and hparams["arch"].string_value == "dcgan"
+    assert hparams["lr"].number_value == pytest.approx(Config().lr) and hparams["arch"].string_value == "dcgan"
 
     assert [path.name for path in checkpoints.list_checkpoints(trained_run)] == ["epoch_000.pt", "epoch_001.pt"]
     payload = checkpoints.load_file(checkpoints.latest_checkpoint(trained_run))
