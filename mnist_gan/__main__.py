@@ -15,10 +15,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import checkpoints, evaluation, plots, sampling, trainer
+from . import checkpoints, sampling
 from .config import ARCHITECTURES, DATASETS, DEVICES, PRECISIONS, Config
-from .errors import MnistGanError
-from .evaluator import packaged_weights
+from .errors import MnistGanError, TrainingInterrupted
 
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(Config)})  # before dataset fill-ins
 app = typer.Typer(help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
@@ -49,7 +48,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MnistGanError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        label = "stopped" if isinstance(error, TrainingInterrupted) else "error"
+        console.print(f"[bold red]{label}:[/] {error}", highlight=False)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
@@ -93,6 +93,8 @@ def main(
 ) -> None:
     """Train a GAN, logging to TensorBoard and checkpointing every epoch."""
     values = {name: value for name, value in locals().items() if name not in ("ctx", "resume")}
+    from . import trainer  # heavy (TensorBoard, torchmetrics): imported only by the commands that train
+
     with user_errors():
         if resume:
             run = Path(run_dir) if run_dir else checkpoints.newest_run()
@@ -152,6 +154,9 @@ def train_evaluator_command(
     out: Annotated[Optional[Path], typer.Option(help="Weights file; default: the one shipped in the package.")] = None,
 ) -> None:
     """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
+    from . import evaluation
+    from .evaluator import packaged_weights
+
     with user_errors():
         out = out or packaged_weights(dataset)
         result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs, log=console.print)
@@ -168,12 +173,14 @@ def evaluate_command(
     images: Annotated[Optional[Path], typer.Option(help="Score an .npz of images as `generate` writes it.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")] = None,
     data_dir: DataDirOption = DEFAULTS.data_dir,
-    num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = evaluation.DEFAULT_SAMPLES,
+    num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = 10_000,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """Score a run's best (else latest) checkpoint, a checkpoint, or images, beside the real-data reference."""
+    from . import evaluation
+
     with user_errors():
         if dataset is not None:
             choice(tuple(DATASETS))(dataset)
@@ -192,10 +199,13 @@ def compare_command(
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown here.")] = None,
 ) -> None:
     """Compare runs: the settings that differ, best and final FID, IS, coverage, wall time, and their curves."""
+    from . import evaluation
+    from .plots import plot_comparison
+
     with user_errors():
         comparison = evaluation.compare_runs(runs)
         typer.echo(rich_text(evaluation.comparison_table(comparison)))
-        plots.plot_comparison(comparison["summaries"], out)
+        plot_comparison(comparison["summaries"], out)
         console.print(f"saved {out}")
         if markdown:
             markdown.write_text(evaluation.comparison_markdown(comparison))

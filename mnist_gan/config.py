@@ -26,15 +26,16 @@ class Config:
     img_size: int = 0  # 0: the dataset's own size (28 for MNIST)
     channels: int = 0  # 0: the dataset's own channel count
 
-    # Model
-    arch: str = "dcgan"
+    # Model. The MLP is the default: on a CPU it reaches good digits sooner than the DCGAN
+    # (IS 8.6 vs 7.0 after the same minutes here; README and benchmarks/).
+    arch: str = "mlp"
     latent_dim: int = 100
     width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
 
-    # Optimisation: Adam with the DCGAN paper's b1 = 0.5. Batch 64 and lr 2e-3 reach good digits
-    # soonest on a CPU (more updates per second than batch 128, and 2e-3 beat 1e-3, 5e-4 and 2e-4; README).
-    epochs: int = 20  # about 8 minutes on a 2-core CPU (README)
-    batch_size: int = 64
+    # Optimisation: Adam with the DCGAN paper's b1 = 0.5, at a higher learning rate than the usual 2e-4:
+    # 2e-3 beat 1e-3, 5e-4 and 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
+    epochs: int = 80  # about 6 minutes on a 2-core CPU (README)
+    batch_size: int = 256
     lr: float = 2e-3
     b1: float = 0.5
     b2: float = 0.999
@@ -47,8 +48,8 @@ class Config:
     log_every: int = 10  # steps between TensorBoard scalars
     sample_interval: int = 200  # steps between saved sample grids; 0 turns them off
     eval_every: int = 1  # epochs between quality evaluations; 0 turns them off
-    eval_samples: int = 2000  # generated images per evaluation
-    keep_last: int = 0  # per-epoch checkpoints kept; 0 keeps all (best and final always stay)
+    eval_samples: int = 500  # generated images per evaluation: about 0.3 s, under 10% of a default epoch
+    keep_last: int = 3  # per-epoch checkpoints kept (30 MB each for the MLP); 0 keeps all. best.pt and generator.pth stay
     seed: int = 0
     device: str = "auto"
 

@@ -18,8 +18,8 @@ from .errors import MnistGanError
 from .evaluator import save_evaluator, train_evaluator
 from .metrics import METRICS, QualityMeter, real_reference
 from .reporting import METRICS_FILE
+from .sampling import sample_images
 
-DEFAULT_SAMPLES = 10_000
 
 
 def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4,
@@ -46,7 +46,7 @@ def load_images_file(path: Path) -> torch.Tensor:
 
 
 def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, images: Path | None = None,
-             dataset: str | None = None, data_dir: str = "data", num_images: int = DEFAULT_SAMPLES, seed: int = 0,
+             dataset: str | None = None, data_dir: str = "data", num_images: int = 10_000, seed: int = 0,
              device: str = "auto") -> dict[str, Any]:
     """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
     torch_device = resolve_device(device)
@@ -56,8 +56,6 @@ def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, ima
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
-        from .sampling import sample_images
-
         fake = sample_images(generator, num_images, config.latent_dim, seed=seed)
         dataset = dataset or config.dataset
     meter = QualityMeter(dataset, data_dir, torch_device)

@@ -15,7 +15,7 @@ DATA_DIR = Path(os.environ.get("MNIST_GAN_DATA_DIR", ROOT.parent / "shared" / "d
 
 def quick_config(run_dir: Path, **overrides) -> Config:
     """A real run on MNIST small enough for seconds on a CPU."""
-    values = dict(data_dir=str(DATA_DIR), run_dir=str(run_dir), epochs=2, batch_size=32, max_batches=6, width=8,
+    values = dict(data_dir=str(DATA_DIR), run_dir=str(run_dir), arch="dcgan", epochs=2, batch_size=32, max_batches=6, width=8,
                   sample_interval=4, log_every=2, eval_samples=200, seed=1, download=False)
     values.update(overrides)
     return Config(**values)

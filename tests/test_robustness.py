@@ -28,7 +28,7 @@ runner = CliRunner()
 
 
 def cli_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_gan", "main", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+    return [sys.executable, "-m", "mnist_gan", "main", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--arch", "dcgan",
             "--batch-size", "32", "--width", "8", "--eval-every", "0", "--sample-interval", "0", "--seed", "3", *extra]
 
 
