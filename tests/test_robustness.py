@@ -43,7 +43,7 @@ def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: fl
 
 @pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    settings_ = ("--epochs", "2", "--max-batches", "200")
+    settings_ = ("--epochs", "2", "--max-batches", "300")
     straight = tmp_path / "straight"
     subprocess.run(cli_command(data_dir, straight, *settings_), check=True, capture_output=True)
 
