@@ -59,8 +59,8 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"median of {args.repeats} windows of {args.seconds:.0f} s each\n")
-    print(f"| loop | images/s (median) | runs | vs classic |")
-    print(f"|---|---:|---|---:|")
+    print("| loop | images/s (median) | runs | vs classic |")
+    print("|---|---:|---|---:|")
     for name, value in medians.items():
         runs = ", ".join(f"{v:,.0f}" for v in results[name])
         print(f"| {name} | {value:,.0f} | {runs} | {value / classic:.2f}x |")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .data import load_dataset
-from .evaluator import Evaluator, load_evaluator
+from .evaluator import load_evaluator
 from .sampling import sample_images
 
 # Name, then whether higher is better: the order of every table.
@@ -159,9 +158,3 @@ def real_reference(meter: QualityMeter, dataset: str, data_dir: str | Path, num_
     images, _ = load_dataset(dataset, data_dir, train=True)
     subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]
     return meter.score(images[subset])
-
-
-def is_better(name: str, new: float, old: float) -> bool:
-    if math.isnan(old):
-        return True
-    return new > old if METRICS[name] else new < old

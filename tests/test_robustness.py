@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mnist_gan import checkpoints, resume, train, trainer
 from mnist_gan.__main__ import app
-from mnist_gan.errors import CheckpointError, ConfigError, MnistGanError, TrainingDiverged
+from mnist_gan.errors import CheckpointError, ConfigError, TrainingDiverged
 from conftest import quick_config
 from test_cli import assert_clean_failure
 from test_training import parameters
