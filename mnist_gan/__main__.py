@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +16,10 @@ from rich.console import Console
 
 from . import checkpoints, sampling
 from .config import ARCHITECTURES, DATASETS, DEVICES, PRECISIONS, Config
-from .errors import MnistGanError, TrainingInterrupted
+from .errors import MnistGanError, OutputError, TrainingInterrupted
+from .files import check_output, write_text
+from .plots import FIGURE_SUFFIXES
+from .runs import newest_run
 
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(Config)})  # before dataset fill-ins
 app = typer.Typer(help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
@@ -33,11 +35,14 @@ def choice(options: tuple[str, ...]):
     return check
 
 
-def unit_interval(low_open: bool):
-    """A callback accepting [0, 1) or (0, 1) (NaN rejected)."""
-    def check(value: float) -> float:
-        if not (math.isfinite(value) and (value > 0 if low_open else value >= 0) and value < 1):
-            raise typer.BadParameter(f"{value} is not in {'(' if low_open else '['}0, 1)")
+def output_file(*suffixes: str):
+    """A callback that checks an output path before any work starts (see files.check_output)."""
+    def check(value: Optional[Path]) -> Optional[Path]:
+        if value is not None:
+            try:
+                check_output(value, suffixes)
+            except OutputError as error:
+                raise typer.BadParameter(str(error)) from None
         return value
     return check
 
@@ -49,7 +54,9 @@ def user_errors() -> Iterator[None]:
         yield
     except MnistGanError as error:
         label = "stopped" if isinstance(error, TrainingInterrupted) else "error"
-        console.print(f"[bold red]{label}:[/] {error}", highlight=False)
+        if getattr(error, "field", None):
+            label += f": --{error.field.replace('_', '-')}"
+        console.print(f"[bold red]{label}:[/] {error}", highlight=False, soft_wrap=True)  # unwrapped: commands in it can be pasted
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
@@ -65,31 +72,31 @@ def explicit_options(ctx: typer.Context, values: dict) -> dict:
 @app.command("main")
 def main(
     ctx: typer.Context,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = DEFAULTS.epochs,
-    batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Images per batch.")] = DEFAULTS.batch_size,
-    lr: Annotated[float, typer.Option(callback=unit_interval(low_open=True), help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
-    b1: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Adam beta1.")] = DEFAULTS.b1,
-    b2: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Adam beta2.")] = DEFAULTS.b2,
-    latent_dim: Annotated[int, typer.Option(min=1, max=4096, help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
-    img_size: Annotated[int, typer.Option(min=0, max=256, help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
-    channels: Annotated[int, typer.Option(min=0, max=4, help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
+    b1: Annotated[float, typer.Option(help="Adam beta1.")] = DEFAULTS.b1,
+    b2: Annotated[float, typer.Option(help="Adam beta2.")] = DEFAULTS.b2,
+    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
+    img_size: Annotated[int, typer.Option(help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
+    channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
     arch: Annotated[str, typer.Option(callback=choice(ARCHITECTURES), help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
-    width: Annotated[int, typer.Option(min=1, max=1024, help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
-    ema_decay: Annotated[float, typer.Option(callback=unit_interval(low_open=False), help="Decay of the generator's weight average used for samples and export; 0: off.")] = DEFAULTS.ema_decay,
+    width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
+    ema_decay: Annotated[float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")] = DEFAULTS.ema_decay,
     precision: Annotated[str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
     dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
     data_dir: Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout); downloaded there if missing.")] = DEFAULTS.data_dir,
     download: Annotated[bool, typer.Option(help="Download the dataset into --data-dir when it is missing.")] = DEFAULTS.download,
     run_dir: Annotated[str, typer.Option(help="Folder for events, checkpoints and images; default: runs/<date_time>.")] = DEFAULTS.run_dir,
-    max_batches: Annotated[int, typer.Option(min=0, help="Cap on batches per epoch, for quick runs; 0: no cap.")] = DEFAULTS.max_batches,
-    sample_interval: Annotated[int, typer.Option(min=0, help="Batches between saved sample grids; 0: only per epoch.")] = DEFAULTS.sample_interval,
-    log_every: Annotated[int, typer.Option(min=1, help="Steps between TensorBoard scalars.")] = DEFAULTS.log_every,
-    eval_every: Annotated[int, typer.Option(min=0, help="Epochs between quality evaluations (and the last epoch); 0: off.")] = DEFAULTS.eval_every,
-    eval_samples: Annotated[int, typer.Option(min=2, max=100_000, help="Generated images per evaluation during training.")] = DEFAULTS.eval_samples,
-    keep_last: Annotated[int, typer.Option(min=0, help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")] = DEFAULTS.keep_last,
-    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Random seed.")] = DEFAULTS.seed,
+    max_batches: Annotated[int, typer.Option(help="Cap on batches per epoch, for quick runs; 0: no cap.")] = DEFAULTS.max_batches,
+    sample_interval: Annotated[int, typer.Option(help="Batches between saved sample grids; 0: only per epoch.")] = DEFAULTS.sample_interval,
+    log_every: Annotated[int, typer.Option(help="Steps between TensorBoard scalars.")] = DEFAULTS.log_every,
+    eval_every: Annotated[int, typer.Option(help="Epochs between quality evaluations (and the last epoch); 0: off.")] = DEFAULTS.eval_every,
+    eval_samples: Annotated[int, typer.Option(help="Generated images per evaluation during training.")] = DEFAULTS.eval_samples,
+    keep_last: Annotated[int, typer.Option(help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")] = DEFAULTS.keep_last,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
     device: Annotated[str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")] = DEFAULTS.device,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue --run-dir (default: the newest run) from its newest valid checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue --run-dir (default: the most recently modified run under runs/) from its newest valid checkpoint.")] = False,
 ) -> None:
     """Train a GAN, logging to TensorBoard and checkpointing every epoch."""
     values = {name: value for name, value in locals().items() if name not in ("ctx", "resume")}
@@ -97,7 +104,7 @@ def main(
 
     with user_errors():
         if resume:
-            run = Path(run_dir) if run_dir else checkpoints.newest_run()
+            run = Path(run_dir) if run_dir else newest_run()
             overrides = {key: value for key, value in explicit_options(ctx, values).items() if key != "run_dir"}
             trainer.resume(run, overrides, warn=console.print)
         else:
@@ -106,7 +113,7 @@ def main(
 
 DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]
 SourceOption = Annotated[Optional[Path], typer.Option(help="A checkpoint (.pt) or exported generator.pth.")]
-RunDirOption = Annotated[Optional[Path], typer.Option(help="A run folder; default: the newest under runs/.")]
+RunDirOption = Annotated[Optional[Path], typer.Option(help="A run folder; default: the most recently modified run under runs/.")]
 DeviceOption = Annotated[str, typer.Option(callback=choice(DEVICES), help="Device to sample on.")]
 SeedOption = Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Noise seed; the same seed gives the same images.")]
 
@@ -116,7 +123,7 @@ def plot_checkpoint(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     grid: Annotated[int, typer.Option(min=1, max=32, help="Draw a grid x grid figure.")] = 8,
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write; default: beside the checkpoint.")] = None,
+    out: Annotated[Optional[Path], typer.Option(callback=output_file(*FIGURE_SUFFIXES), help="Figure to write (.png, .pdf or .svg); default: a PNG beside the checkpoint.")] = None,
     seed: SeedOption = 0,
     show: Annotated[bool, typer.Option(help="Also open a window when a display is available.")] = True,
     device: DeviceOption = "auto",
@@ -133,14 +140,12 @@ def generate(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     num_images: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many images.")] = 8,
-    out: Annotated[Path, typer.Option(help=".png for a grid, .npz for a uint8 array 'images' (N x H x W).")] = Path("fake_images.png"),
+    out: Annotated[Path, typer.Option(callback=output_file(".png", ".npz"), help=".png for a grid (up to 1,024 images), .npz for a uint8 array 'images' (N x H x W).")] = Path("fake_images.png"),
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """Sample images from a run, a checkpoint or an exported generator.pth."""
     with user_errors():
-        if out.suffix not in (".png", ".npz"):
-            raise typer.BadParameter("must end in .png or .npz", param_hint="--out")
         source = checkpoints.resolve_source(checkpoint, run_dir)
         path = sampling.generate(source, out, num_images=num_images, seed=seed, device=device)
         console.print(f"saved {num_images} images from {source} to {path}")
@@ -151,7 +156,7 @@ def train_evaluator_command(
     dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help="Dataset to classify.")] = "mnist",
     data_dir: DataDirOption = DEFAULTS.data_dir,
     epochs: Annotated[int, typer.Option(min=1, max=100, help="Training epochs.")] = 4,
-    out: Annotated[Optional[Path], typer.Option(help="Weights file; default: the one shipped in the package.")] = None,
+    out: Annotated[Optional[Path], typer.Option(callback=output_file(".pt"), help="Weights file (.pt); default: the one shipped in the package.")] = None,
 ) -> None:
     """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
     from . import evaluation
@@ -170,11 +175,11 @@ def train_evaluator_command(
 def evaluate_command(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
-    images: Annotated[Optional[Path], typer.Option(help="Score an .npz of images as `generate` writes it.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Score an .npz (as `generate` writes it) or .npy of uint8 images instead of a checkpoint.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")] = None,
     data_dir: DataDirOption = DEFAULTS.data_dir,
     num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = 10_000,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", callback=output_file(".json"), help="Also write the results as JSON here.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -188,27 +193,27 @@ def evaluate_command(
                                      data_dir=data_dir, num_images=num_images, seed=seed, device=device)
         typer.echo(rich_text(evaluation.metrics_table(result)))
         if json_out:
-            json_out.write_text(json.dumps(result, indent=2))
+            write_text(json_out, json.dumps(result, indent=2))
             console.print(f"saved {json_out}")
 
 
 @app.command("compare")
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
-    out: Annotated[Path, typer.Option(help="PNG with FID per epoch and loss curves side by side.")] = Path("comparison.png"),
-    markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown here.")] = None,
+    out: Annotated[Path, typer.Option(callback=output_file(*FIGURE_SUFFIXES), help="Figure with FID per epoch and loss curves side by side (.png, .pdf or .svg).")] = Path("comparison.png"),
+    markdown: Annotated[Optional[Path], typer.Option(callback=output_file(".md"), help="Also write the table as Markdown (.md) here.")] = None,
 ) -> None:
     """Compare runs: the settings that differ, best and final FID, IS, coverage, wall time, and their curves."""
     from . import evaluation
     from .plots import plot_comparison
 
     with user_errors():
-        comparison = evaluation.compare_runs(runs)
+        comparison = evaluation.compare_runs(runs, warn=console.print)
         typer.echo(rich_text(evaluation.comparison_table(comparison)))
         plot_comparison(comparison["summaries"], out)
         console.print(f"saved {out}")
         if markdown:
-            markdown.write_text(evaluation.comparison_markdown(comparison))
+            write_text(markdown, evaluation.comparison_markdown(comparison))
             console.print(f"saved {markdown}")
 
 

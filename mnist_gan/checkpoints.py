@@ -1,25 +1,23 @@
-"""Checkpoints and exported generators: written atomically, loaded safely, found by position."""
+"""Checkpoints and exported generators: written atomically, loaded safely and validated, found by position."""
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import runs
 from .config import Config
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+from .files import save_torch
 from .models import build_models
+from .runs import BEST_FILE, CHECKPOINT_DIR, GENERATOR_FILE
 
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT = "mnist_gan.checkpoint"
 GENERATOR_FORMAT = "mnist_gan.generator"
-CHECKPOINT_DIR = "checkpoints"
-GENERATOR_FILE = "generator.pth"
-BEST_FILE = "best.pt"
 # epoch_003.pt: epoch 3 finished; epoch_003_batch_00120.pt: interrupted after 120 batches of epoch 3.
 NAME_PATTERN = re.compile(r"epoch_(\d+)(?:_batch_(\d+))?\.pt")
 
@@ -31,37 +29,16 @@ def checkpoint_path(run_dir: Path, epoch: int, batches_done: int | None = None) 
 
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: a crash never leaves a partial file at `path`."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CheckpointError(f"could not create {path.parent}: {error.strerror or error}") from None
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"  # hidden, never matches NAME_PATTERN
-    try:
-        with open(temporary, "xb") as file:  # unlike mkstemp, respects the umask
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)  # never leave a partial file behind, whatever went wrong
-        if isinstance(error, OSError):  # full disk, read-only folder, quota...
-            raise CheckpointError(f"could not write {path}: {error.strerror or error}; earlier checkpoints are intact") from None
-        raise
-    sync_directory(path.parent)  # make the rename itself durable
-
-
-def sync_directory(folder: Path) -> None:
-    if hasattr(os, "O_DIRECTORY"):  # not on Windows
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    """Write beside `path`, fsync, rename: a crash or a full disk never leaves a partial file at `path`."""
+    save_torch(payload, path)
 
 
 def load_file(path: str | Path, expected: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERATOR_FORMAT)) -> dict[str, Any]:
-    """Load a checkpoint or generator file without executing code (weights_only=True)."""
+    """Load a checkpoint or generator file without executing code (weights_only=True) and check its fields.
+
+    Its config is validated (types and sizes) before anything is built from it, so a crafted file can
+    neither crash us nor make us allocate gigabytes.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
@@ -73,9 +50,25 @@ def load_file(path: str | Path, expected: tuple[str, ...] = (CHECKPOINT_FORMAT, 
     kind = payload.get("format") if isinstance(payload, dict) else None
     if kind not in expected:
         raise CheckpointError(f"{path} is not an mnist_gan checkpoint (format {kind!r}, expected {' or '.join(expected)})")
-    if payload.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer mnist_gan (format version {payload['version']})")
+    version = payload.get("version")
+    if type(version) is not int:
+        raise CheckpointError(f"{path}: damaged checkpoint: version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer mnist_gan (format version {version})")
+    try:
+        Config.from_dict(payload.get("config"))
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: damaged checkpoint: its config is invalid: {error}") from None
+    for key in ("generator", "generator_ema") if kind == CHECKPOINT_FORMAT else ("generator",):
+        weights = payload.get(key)
+        if (key == "generator" or weights is not None) and not is_state_dict(weights):
+            raise CheckpointError(f"{path}: damaged checkpoint: {key} must be a dict of tensors, got {type(weights).__name__}")
     return payload
+
+
+def is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) and isinstance(tensor, torch.Tensor)
+                                           for key, tensor in value.items())
 
 
 def position(path: Path) -> tuple[int, float]:
@@ -99,19 +92,6 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     return found[-1]
 
 
-def load_latest_valid(run_dir: str | Path, warn=print) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint that loads; broken newer ones are skipped with a warning."""
-    candidates = list_checkpoints(run_dir)
-    if not candidates:
-        raise CheckpointError(f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR} to resume from")
-    for path in reversed(candidates):
-        try:
-            return path, load_file(path, (CHECKPOINT_FORMAT,))
-        except CheckpointError as error:
-            warn(f"skipping broken checkpoint: {error}")
-    raise CheckpointError(f"no valid checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
-
-
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
     """Delete all but the newest keep_last checkpoints (0 keeps all); best.pt and generator.pth are separate files."""
     if keep_last:
@@ -119,12 +99,11 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
             path.unlink(missing_ok=True)
 
 
-def resolve_source(checkpoint: str | Path | None, run_dir: str | Path | None, runs_root: str | Path = "runs",
-                   prefer_best: bool = False) -> Path:
+def resolve_source(checkpoint: str | Path | None, run_dir: str | Path | None, prefer_best: bool = False) -> Path:
     """The file to sample from: --checkpoint, else the run's best (if asked) or latest checkpoint."""
     if checkpoint:
         return Path(checkpoint)
-    run = Path(run_dir) if run_dir else newest_run(runs_root)
+    run = Path(run_dir) if run_dir else runs.newest_run()
     if prefer_best and (run / BEST_FILE).is_file():
         return run / BEST_FILE
     found = list_checkpoints(run)
@@ -135,15 +114,6 @@ def resolve_source(checkpoint: str | Path | None, run_dir: str | Path | None, ru
     raise CheckpointError(f"no checkpoint in {run}; train one with `python -m mnist_gan main --run-dir {run}`")
 
 
-def newest_run(runs_root: str | Path = "runs") -> Path:
-    """The most recently started run under runs/ (folder names are timestamps)."""
-    root = Path(runs_root)
-    runs = sorted(path for path in root.glob("*") if path.is_dir()) if root.is_dir() else []
-    if not runs:
-        raise CheckpointError(f"no runs in {root}/; train one with `python -m mnist_gan main` or pass --run-dir")
-    return runs[-1]
-
-
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Config, int]:
     """(generator in eval mode, its config, epochs trained) from a checkpoint or an exported generator.pth.
 
@@ -151,13 +121,23 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
     """
     payload = load_file(path)
     config = Config.from_dict(payload["config"])
-    generator, _ = build_models(config)
     weights = payload.get("generator_ema") or payload["generator"]
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit a {config.arch} generator ({str(error).splitlines()[0]})") from None
+    generator = load_weights(build_models(config)[0], weights, path, f"a {config.arch} generator")
     return generator.to(device).eval(), config, int(payload.get("epochs_done", payload.get("epoch", 0)))
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str) -> torch.nn.Module:
+    """load_state_dict with the whole mismatch in the message, refusing NaN or infinite weights."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
+        raise CheckpointError(f"{path}: weights do not fit {what}: {detail}") from None
+    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise CheckpointError(f"{path}: {what} has NaN or infinite weights ({', '.join(broken[:3])}); "
+                              f"it cannot make images: use an earlier checkpoint")
+    return model
 
 
 def generator_payload(config: Config, weights: dict[str, torch.Tensor], epochs_done: int) -> dict[str, Any]:

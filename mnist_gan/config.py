@@ -13,6 +13,17 @@ ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+# Inclusive bounds; beyond them a run crashes (BatchNorm needs 2 images a batch; the k-NN metrics need
+# 100 samples to mean anything) or a crafted checkpoint would make us allocate gigabytes before failing.
+MIN_EVAL_SAMPLES = 100
+LIMITS = {
+    "epochs": (1, 1_000_000), "batch_size": (2, 65_536), "latent_dim": (1, 4096), "img_size": (8, 256),
+    "width": (1, 1024), "max_batches": (0, 2**31 - 1), "log_every": (1, 2**31 - 1),
+    "sample_interval": (0, 2**31 - 1), "eval_every": (0, 1_000_000), "eval_samples": (MIN_EVAL_SAMPLES, 100_000),
+    "keep_last": (0, 1_000_000), "seed": (0, 2**31 - 1),
+}
+FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
 # Fields that define the model or its data: a resumed run may not change them.
 MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels")
 
@@ -54,6 +65,7 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_choice("dataset", self.dataset, tuple(DATASETS))
         check_choice("arch", self.arch, ARCHITECTURES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -62,20 +74,19 @@ class Config:
         # Fill the dataset's defaults so a saved config is explicit.
         object.__setattr__(self, "img_size", self.img_size or size)
         object.__setattr__(self, "channels", self.channels or channels)
-        for name, low in (("epochs", 1), ("batch_size", 1), ("latent_dim", 1), ("width", 1), ("img_size", 8),
-                          ("channels", 1), ("log_every", 1), ("eval_samples", 2)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        for name in ("max_batches", "sample_interval", "eval_every", "keep_last", "seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:,} and {high:,}, got {value!r}", name)
+        if self.channels != channels:
+            raise ConfigError(f"{self.dataset} images have {channels} channel(s); channels cannot be {self.channels}", "channels")
         if not 0 < self.lr < 1:
-            raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
+            raise ConfigError(f"lr must be in (0, 1), got {self.lr}", "lr")
         for name in ("b1", "b2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
         if self.arch == "dcgan" and self.img_size % 4:
-            raise ConfigError(f"dcgan needs an image size divisible by 4, got {self.img_size}")
+            raise ConfigError(f"dcgan needs an image size divisible by 4, got {self.img_size}", "img_size")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,13 +94,23 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
         """Rebuild a saved config; keys from other versions are ignored so old checkpoints still load."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a dict, got {type(values).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+def check_types(config: Config) -> None:
+    """Every field has its declared type (a crafted checkpoint may hold a str or a float anywhere)."""
+    for field in dataclasses.fields(config):
+        value, expected = getattr(config, field.name), FIELD_TYPES[field.type]
+        if isinstance(value, bool) != (field.type == "bool") or not isinstance(value, expected):
+            raise ConfigError(f"{field.name} must be a {field.type}, got {value!r}", field.name)
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}", name)
 
 
 def merge_for_resume(saved: Config, overrides: dict[str, Any]) -> tuple[Config, dict[str, tuple[Any, Any]]]:

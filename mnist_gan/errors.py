@@ -1,5 +1,7 @@
 """The exceptions a user can cause; the CLI turns each into one clear message and an exit code."""
 
+from __future__ import annotations
+
 
 class MnistGanError(Exception):
     """Base class: something the user can fix (a flag, a path, a file)."""
@@ -12,13 +14,25 @@ class ConfigError(MnistGanError):
 
     exit_code = 2
 
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # the Config field at fault: the CLI names its flag
+
 
 class DataError(MnistGanError):
-    """The dataset is missing and could not be downloaded."""
+    """The dataset is missing, unreadable or unusable (and could not be downloaded)."""
 
 
 class CheckpointError(MnistGanError):
     """A checkpoint or generator file is missing, truncated, foreign or unsafe."""
+
+
+class OutputError(MnistGanError):
+    """An output cannot be written: a bad path, a read-only folder, a full disk."""
+
+
+class RunInUse(MnistGanError):
+    """Another process holds the run folder's lock."""
 
 
 class TrainingDiverged(MnistGanError):

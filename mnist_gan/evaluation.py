@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from . import checkpoints
-from .config import Config
+from . import checkpoints, runs
+from .config import MIN_EVAL_SAMPLES, Config
 from .devices import resolve_device
-from .errors import MnistGanError
+from .errors import ConfigError, MnistGanError
 from .evaluator import save_evaluator, train_evaluator
-from .metrics import METRICS, QualityMeter, real_reference
-from .reporting import METRICS_FILE
+from .metrics import MAX_EVAL_SAMPLES, METRICS, QualityMeter, real_reference
 from .sampling import sample_images
 
+SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
 
 
 def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4,
@@ -33,16 +33,47 @@ def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int =
 
 
 def load_images_file(path: Path) -> torch.Tensor:
-    """An .npz as `generate` writes it: `images` uint8 N x H x W (x C) -> N x C x H x W."""
+    """uint8 images from an .npz (`images`, as `generate` writes it, or its only array) or an .npy, as N x C x H x W.
+
+    N x H x W, N x H x W x C and N x C x H x W (C = 1 or 3) are accepted; colour becomes grey for the
+    grey evaluators.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MnistGanError(f"--images {path}: no such file")
     try:
-        with np.load(path) as archive:
-            array = archive["images"]
-    except (OSError, KeyError, ValueError) as error:
-        raise MnistGanError(f"{path} is not an .npz with an 'images' array: {error}") from None
-    images = torch.from_numpy(array)
-    if images.dtype != torch.uint8 or images.dim() not in (3, 4):
-        raise MnistGanError(f"{path}: expected uint8 images N x H x W (x C), got {tuple(images.shape)} {images.dtype}")
-    return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+        with np.load(path, allow_pickle=False) as loaded:
+            if isinstance(loaded, np.ndarray):
+                array = loaded
+            else:
+                names = list(loaded.keys())
+                if not names:
+                    raise MnistGanError(f"--images {path} holds no arrays")
+                if "images" not in names and len(names) > 1:
+                    raise MnistGanError(f"--images {path} has no 'images' array (it has {', '.join(names)})")
+                array = loaded["images" if "images" in names else names[0]]
+    except MnistGanError:
+        raise
+    except Exception as error:  # a truncated zip, a PNG, a pickle: numpy raises many types, click turns EOFError into "Aborted."
+        raise MnistGanError(f"--images {path} is not a readable .npz or .npy image array "
+                            f"({type(error).__name__}); write one with `python -m mnist_gan generate --out x.npz`") from None
+    return as_image_batch(torch.from_numpy(np.ascontiguousarray(array)), path)
+
+
+def as_image_batch(images: torch.Tensor, path: Path) -> torch.Tensor:
+    if images.dtype != torch.uint8:
+        raise MnistGanError(f"--images {path}: expected uint8 pixels (0..255), got {images.dtype}")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    elif images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.permute(0, 3, 1, 2)  # channels last -> first
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or min(images.shape[2:]) < 8:
+        raise MnistGanError(f"--images {path}: expected images N x H x W, N x H x W x C or N x C x H x W "
+                            f"(C = 1 or 3, at least 8 x 8 pixels), got {tuple(images.shape)}")
+    if images.shape[1] == 3:  # ITU-R 601 luma, as PIL's convert("L")
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    return images
 
 
 def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, images: Path | None = None,
@@ -51,7 +82,12 @@ def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, ima
     """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
     torch_device = resolve_device(device)
     if images is not None:
+        if checkpoint is not None or run_dir is not None:
+            raise ConfigError("--images scores a file of images; it cannot be combined with --checkpoint or --run-dir")
         fake = load_images_file(images)
+        if not MIN_EVAL_SAMPLES <= len(fake) <= MAX_EVAL_SAMPLES:
+            raise MnistGanError(f"--images {images} holds {len(fake):,} images; the metrics need "
+                                f"{MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} (fewer mean nothing)")
         source, dataset = images, dataset or "mnist"
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
@@ -81,14 +117,19 @@ def format_value(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------------- comparing runs
-def load_run_summary(run_dir: Path) -> dict[str, Any]:
+def load_run_summary(run_dir: Path, warn: Callable[[str], None] = print) -> dict[str, Any]:
     """A run's config, its metrics per epoch (metrics.jsonl) and its losses (TensorBoard)."""
     path = checkpoints.latest_checkpoint(run_dir)
     payload = checkpoints.load_file(path, (checkpoints.CHECKPOINT_FORMAT,))
-    metrics_file = run_dir / METRICS_FILE
-    history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] if metrics_file.exists() else []
+    history = []
+    for record in runs.read_metrics(run_dir, warn=warn):  # a killed run's half-written last line is skipped
+        if all(isinstance(record.get(key), (int, float)) for key in SUMMARY_KEYS):
+            history.append(record)
+        else:
+            warn(f"{run_dir / runs.METRICS_FILE}: a record without {', '.join(SUMMARY_KEYS)} was skipped")
     if not history:
-        raise MnistGanError(f"{run_dir} has no {METRICS_FILE}; train it with --eval-every 1 (the default)")
+        raise MnistGanError(f"{run_dir} has no complete records in {runs.METRICS_FILE}; "
+                            f"train it with --eval-every 1 (the default)")
     return {"run": str(run_dir), "config": payload["config"], "history": history, "elapsed": payload["elapsed"],
             "losses": read_losses(run_dir)}
 
@@ -102,9 +143,9 @@ def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in tags}
 
 
-def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
+def compare_runs(run_dirs: list[Path], warn: Callable[[str], None] = print) -> dict[str, Any]:
     """One row per run: the config values that differ, best and final FID, IS, coverage, epoch of the best, wall time."""
-    summaries = [load_run_summary(Path(run)) for run in run_dirs]
+    summaries = [load_run_summary(Path(run), warn) for run in run_dirs]
     ignored = {"run_dir", "data_dir"}
     keys = [key for key in Config().to_dict() if key not in ignored
             and len({json.dumps(summary["config"].get(key)) for summary in summaries}) > 1]

@@ -13,7 +13,9 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import load_dataset
+from .errors import MnistGanError
 from .evaluator import load_evaluator
 from .sampling import sample_images
 
@@ -22,6 +24,8 @@ METRICS = {
     "fid": False, "kid": False, "inception_score": True, "classes_covered": True, "class_kl": False,
     "precision": True, "recall": True, "density": True, "coverage": True,
 }
+MAX_EVAL_SAMPLES = LIMITS["eval_samples"][1]
+CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
 FAIR_SHARE = 0.5  # a class is covered when it holds at least half its uniform share (5% of samples for 10 classes)
 
 
@@ -80,10 +84,15 @@ def mode_coverage(logits: torch.Tensor, real_labels: torch.Tensor) -> dict[str, 
     return {"classes_covered": covered, "class_kl": kl}
 
 
+def row_chunk(columns: int) -> int:
+    """Rows per distance chunk so that a chunk holds about CHUNK_ELEMENTS distances."""
+    return max(1, CHUNK_ELEMENTS // max(columns, 1))
+
+
 def kth_neighbour_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
     return torch.cat([torch.cdist(chunk, features).kthvalue(k + 1, dim=1).values
-                      for chunk in features.split(2048)])
+                      for chunk in features.split(row_chunk(len(features)))])
 
 
 def real_radii(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,12 +108,13 @@ def manifold_metrics(real: torch.Tensor, fake: torch.Tensor,
     real_radii3, real_radii5 = radii or real_radii(real)
     fake_radii3 = kth_neighbour_radii(fake, 3)
     precision_hits, density_hits = 0.0, 0.0
-    for chunk in fake.split(2048):  # rows: fake, columns: real
+    for chunk in fake.split(row_chunk(len(real))):  # rows: fake, columns: real
         distances = torch.cdist(chunk, real)
         precision_hits += (distances <= real_radii3).any(1).sum().item()
         density_hits += (distances <= real_radii5).sum().item()
     recall_hits, coverage_hits = 0.0, 0.0
-    for chunk, radii5 in zip(real.split(2048), real_radii5.split(2048)):  # rows: real, columns: fake
+    rows = row_chunk(len(fake))
+    for chunk, radii5 in zip(real.split(rows), real_radii5.split(rows)):  # rows: real, columns: fake
         distances = torch.cdist(chunk, fake)
         recall_hits += (distances <= fake_radii3).any(1).sum().item()
         coverage_hits += (distances.min(1).values <= radii5).sum().item()
@@ -133,7 +143,13 @@ class QualityMeter:
 
     def score(self, images: torch.Tensor) -> dict[str, float]:
         """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
+        if not MIN_EVAL_SAMPLES <= len(images) <= MAX_EVAL_SAMPLES:
+            raise MnistGanError(f"the metrics need {MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} images "
+                                f"(fewer mean nothing, more do not fit in memory), got {len(images):,}")
         features, logits = self.evaluator.embed(images)
+        if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):  # FID's matrix root would crash
+            raise MnistGanError("the images hold NaN or infinite values: the generator is broken (diverged?); "
+                                "score an earlier checkpoint")
         with torch.random.fork_rng(devices=[]):  # do not disturb the training RNG
             torch.manual_seed(0)
             results = {

@@ -12,13 +12,18 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from .data import to_uint8
+from .errors import OutputError
+from .files import atomic_output
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what matplotlib writes, chosen by the name
+MAX_GRID_IMAGES = 1024  # a 32 x 32 grid (about 1000 pixels a side for MNIST); more is an array's job
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save images in [-1, 1] as one PNG grid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or math.ceil(math.sqrt(len(images)))
-    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    with atomic_output(path) as temporary:
+        save_image(images, temporary, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
 
 
 def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
@@ -45,23 +50,30 @@ def plot_samples(images: torch.Tensor, title: str, path: Path, show: bool = Fals
     axis.set_title(title)
     axis.axis("off")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     if show and display_available():
         plt.show()
     plt.close(figure)
     return path
 
 
+def check_grid_size(num_images: int, path: Path) -> None:
+    if path.suffix.lower() == ".png" and num_images > MAX_GRID_IMAGES:
+        raise OutputError(f"a PNG grid holds at most {MAX_GRID_IMAGES:,} images, asked for {num_images:,}; "
+                          f"write them to an .npz instead (--out {path.with_suffix('.npz')})")
+
+
 def save_images(images: torch.Tensor, path: Path) -> Path:
     """`.png`: one grid; `.npz`: `images` as uint8 N x H x W (single channel) or N x H x W x C."""
-    if path.suffix == ".npz":
-        array = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    if path.suffix.lower() == ".npz":
+        array = (images if images.dtype == torch.uint8 else to_uint8(images)).permute(0, 2, 3, 1).numpy()
         if array.shape[-1] == 1:
             array = array[..., 0]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, images=array)
+        with atomic_output(path) as temporary:
+            np.savez_compressed(temporary, images=array)
     else:
+        check_grid_size(len(images), path)
         save_grid(images, path)
     return path
 
@@ -88,8 +100,8 @@ def plot_comparison(summaries: list[dict], path: Path) -> Path:
         axis.grid(alpha=0.3)
     fid_axis.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return path
 

@@ -14,26 +14,27 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from .config import Config
+from .files import append_line, describe
 from .metrics import METRICS
 from .plots import save_grid
+from .runs import GENERATOR_FILE, IMAGES_DIR, METRICS_FILE
 
 if TYPE_CHECKING:
-    from .trainer import TrainingState
+    from .state import TrainingState
 
 SCALAR_TAGS = {"loss_d": "loss/discriminator", "loss_g": "loss/generator", "d_real": "D(x)", "d_fake": "D(G(z))"}
 HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "loss/discriminator")
-IMAGES_DIR = "images"
-METRICS_FILE = "metrics.jsonl"
 
 
 class Reporter:
     """Writes everything a person watches: TensorBoard events, sample PNGs, a progress bar or log lines."""
 
     def __init__(self, run_dir: Path, config: Config, steps_per_epoch: int, precision: torch.dtype,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, purge_step: int | None = None) -> None:
         self.run_dir, self.config, self.steps_per_epoch = run_dir, config, steps_per_epoch
         self.console = console or Console(stderr=True)
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+        # purge_step: a resumed run hides the events a killed process logged after its checkpoint
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         self.write_hparams()
         self.window_images, self.window_start = 0, time.perf_counter()
         self.progress: Progress | None = None
@@ -86,8 +87,7 @@ class Reporter:
         """Quality metrics to TensorBoard under metrics/ and as one JSON line in metrics.jsonl."""
         for name in METRICS:
             self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
-        with open(self.run_dir / METRICS_FILE, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_line(self.run_dir / METRICS_FILE, json.dumps(record))
 
     def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, float] | None) -> None:
         if self.progress is not None:
@@ -103,9 +103,12 @@ class Reporter:
 
     def finish(self, state: TrainingState) -> None:
         self.console.print(f"finished in {state.elapsed:.0f} s; generator saved to "
-                           f"{self.run_dir / 'generator.pth'}; samples in {self.run_dir / IMAGES_DIR}")
+                           f"{self.run_dir / GENERATOR_FILE}; samples in {self.run_dir / IMAGES_DIR}")
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError as error:  # a full disk: the checkpoints matter, a lost event tail does not
+            self.console.print(f"warning: TensorBoard events in {self.run_dir} are incomplete: {describe(error)}")

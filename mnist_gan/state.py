@@ -33,6 +33,7 @@ class TrainingState:
     step: int = 0  # generator updates so far
     best_fid: float = math.inf
     elapsed: float = 0.0  # wall seconds of training, summed over resumes
+    data: str = ""  # fingerprint of the training set (data.fingerprint): a resume must see the same data
 
     @property
     def sampler(self) -> nn.Module:
@@ -53,7 +54,6 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
                 average.copy_(value)
 
     return update
-
 
 
 def new_state(config: Config, device: torch.device) -> TrainingState:
@@ -87,6 +87,7 @@ def state_payload(state: TrainingState, config: Config) -> dict[str, Any]:
         "step": state.step,
         "best_fid": state.best_fid,
         "elapsed": state.elapsed,
+        "data": state.data,
         "generator": state.generator.state_dict(),
         "discriminator": state.discriminator.state_dict(),
         "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
@@ -113,7 +114,7 @@ def restore_state(payload: dict[str, Any], config: Config, device: torch.device)
             group["lr"], group["betas"] = config.lr, (config.b1, config.b2)
     state.fixed_noise = payload["fixed_noise"].to(device)
     state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
-    state.best_fid, state.elapsed = payload["best_fid"], payload["elapsed"]
+    state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")
     torch.set_rng_state(payload["rng_cpu"])
     if device.type == "cuda" and payload["rng_cuda"]:
         torch.cuda.set_rng_state_all(payload["rng_cuda"])

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shlex
 import signal
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints
+from . import checkpoints, runs
 from .config import Config, merge_for_resume
-from .data import batches_per_epoch, epoch_batches, load_dataset
+from .data import batches_per_epoch, epoch_batches, fingerprint, load_dataset
 from .devices import autocast, resolve_device, resolve_precision
-from .errors import MnistGanError, TrainingDiverged, TrainingInterrupted
+from .errors import CheckpointError, DataError, OutputError, TrainingDiverged, TrainingInterrupted
+from .files import describe
 from .metrics import QualityMeter
 from .reporting import Reporter
 from .state import TrainingState, new_state, restore_state, state_payload
@@ -68,60 +70,98 @@ def train_step(state: TrainingState, real: torch.Tensor, latent_dim: int, precis
 # ----------------------------------------------------------------------------------- the loop
 def train(config: Config, reporter_factory: Callable[..., Reporter] = Reporter) -> Path:
     """Train a new run; returns its folder."""
-    run_dir = Path(config.run_dir) if config.run_dir else new_run_dir()
-    if checkpoints.list_checkpoints(run_dir):
-        raise MnistGanError(f"{run_dir} already holds checkpoints; add --resume to continue it, or pick another --run-dir")
+    run_dir = Path(config.run_dir) if config.run_dir else runs.new_run_dir()
+    runs.check_run_dir(run_dir, resuming=False)
     config = Config.from_dict({**config.to_dict(), "run_dir": str(run_dir)})
     device = resolve_device(config.device)
-    return fit(config, new_state(config, device), device, reporter_factory)
+    return fit(config, new_state(config, device), device, reporter_factory, resuming=False)
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any], reporter_factory: Callable[..., Reporter] = Reporter,
            warn: Callable[[str], None] = print) -> Path:
     """Continue a run from its newest valid checkpoint, with the explicitly given flags applied."""
-    path, payload = checkpoints.load_latest_valid(run_dir, warn=warn)
-    saved = Config.from_dict(payload["config"])
-    config, changes = merge_for_resume(saved, {**overrides, "run_dir": str(run_dir)})
-    for name, (old, new) in changes.items():
-        if name != "run_dir":
-            warn(f"resuming with {name} changed from {old!r} to {new!r}")
-    device = resolve_device(config.device)
-    state = restore_state(payload, config, device)
+    run_dir = Path(run_dir)
+    runs.check_run_dir(run_dir, resuming=True)
+    path, config, state, device = restore_newest(run_dir, overrides, warn)
     warn(f"resuming {path} at epoch {state.epoch}, batch {state.batches_done} (step {state.step})")
-    return fit(config, state, device, reporter_factory)
+    return fit(config, state, device, reporter_factory, resuming=True)
 
 
-def new_run_dir(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    run_dir, suffix = root / stamp, 1
-    while run_dir.exists():
-        run_dir, suffix = root / f"{stamp}_{suffix}", suffix + 1
-    return run_dir
+def restore_newest(run_dir: Path, overrides: dict[str, Any],
+                   warn: Callable[[str], None]) -> tuple[Path, Config, TrainingState, torch.device]:
+    """The newest checkpoint that loads and fits its model; newer broken ones are skipped with a warning."""
+    candidates = checkpoints.list_checkpoints(run_dir)
+    if not candidates:
+        raise CheckpointError(f"no checkpoint in {run_dir / runs.CHECKPOINT_DIR} to resume from")
+    for path in reversed(candidates):
+        try:
+            payload = checkpoints.load_file(path, (checkpoints.CHECKPOINT_FORMAT,))
+        except CheckpointError as error:
+            warn(f"skipping broken checkpoint: {error}")
+            continue
+        config, changes = merge_for_resume(Config.from_dict(payload["config"]), {**overrides, "run_dir": str(run_dir)})
+        device = resolve_device(config.device)
+        try:
+            state = restore_state(payload, config, device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # loads, but does not fit the model
+            reason = " ".join(str(error).split())[:300]
+            warn(f"skipping broken checkpoint: {path} does not fit its model: {type(error).__name__}: {reason}")
+            continue
+        for name, (old, new) in changes.items():
+            if name != "run_dir":
+                warn(f"resuming with {name} changed from {old!r} to {new!r}")
+        return path, config, state, device
+    raise CheckpointError(f"no valid checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
 
 
-def fit(config: Config, state: TrainingState, device: torch.device, reporter_factory: Callable[..., Reporter]) -> Path:
+def fit(config: Config, state: TrainingState, device: torch.device, reporter_factory: Callable[..., Reporter],
+        resuming: bool) -> Path:
+    """The epoch loop. Everything that can fail for the user's reasons (data, precision, batch size) is
+    checked before the run folder is made or touched."""
     run_dir = Path(config.run_dir)
-    make_writable_dir(run_dir)
     precision = resolve_precision(config.precision, device)
-    images, _ = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
-    images = images.to(device)
+    images, labels = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
+    check_same_data(state, fingerprint(images, labels))
     meter = QualityMeter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
-    reporter = reporter_factory(run_dir, config, steps_per_epoch, precision)
-    try:
-        with StopSignals() as stop:
-            while state.epoch < config.epochs:
-                train_epoch(config, state, images, device, precision, reporter, stop)
-                finish_epoch(config, state, reporter, meter)
-        export_generator(config, state, run_dir)
-        reporter.finish(state)
-    finally:
-        reporter.close()
+    runs.prepare_run_dir(run_dir, resuming)
+    with runs.RunLock(run_dir):
+        if resuming:  # what a killed process left: temporaries, and metrics of epochs its checkpoint does not have
+            runs.remove_temporaries(run_dir)
+            runs.truncate_metrics(run_dir, state.epoch)
+        reporter = reporter_factory(run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None)
+        try:
+            loop(config, state, images.to(device), precision, reporter, meter)
+        except OSError as error:  # TensorBoard's writer reports a full disk late, from its own thread
+            raise OutputError(f"could not write to {run_dir}: {describe(error)}; "
+                              f"the checkpoints saved so far are intact") from None
+        finally:
+            reporter.close()
     return run_dir
 
 
-def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, device: torch.device,
-                precision: torch.dtype, reporter: Reporter, stop: StopSignals) -> None:
+def loop(config: Config, state: TrainingState, images: torch.Tensor, precision: torch.dtype, reporter: Reporter,
+         meter: QualityMeter | None) -> None:
+    with StopSignals() as stop:
+        while state.epoch < config.epochs:
+            train_epoch(config, state, images, precision, reporter, stop)
+            saved = finish_epoch(config, state, reporter, meter, stop)
+            if stop.signal_number:  # arrived during the samples, the evaluation or the checkpoint
+                raise interrupted(config, state, stop.signal_number, saved)
+    export_generator(config, state, Path(config.run_dir))
+    reporter.finish(state)
+
+
+def check_same_data(state: TrainingState, found: str) -> None:
+    """A resumed run must train on the data it started with (a changed set would silently skip batches)."""
+    if state.data and state.data != found:
+        raise DataError(f"the training data changed since this run started: its checkpoint was trained on "
+                        f"{state.data}, --data-dir now holds {found}; resume with the same data or start a new run")
+    state.data = found
+
+
+def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, precision: torch.dtype,
+                reporter: Reporter, stop: StopSignals) -> None:
     """Train the rest of state.epoch; on SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
     reporter.start_epoch(state.epoch, state.batches_done)
     batches = epoch_batches(images, batch_size=config.batch_size, seed=config.seed, epoch=state.epoch,
@@ -135,23 +175,34 @@ def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, devi
         state.batches_done += 1
         if not all(math.isfinite(value) for value in stats.values()):
             raise TrainingDiverged(f"training diverged at step {state.step} (epoch {state.epoch}): {stats}; "
-                                   f"the last good checkpoint is kept in {Path(config.run_dir) / checkpoints.CHECKPOINT_DIR}")
+                                   f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}")
         reporter.log_step(state.step, stats, len(real))
         if config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
         if stop.signal_number:
-            save_interrupted(config, state, stop.signal_number)
+            path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
+            checkpoints.atomic_save(state_payload(state, config), path)
+            raise interrupted(config, state, stop.signal_number, path)
 
 
-def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None) -> None:
-    """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt)."""
+def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None,
+                 stop: StopSignals) -> Path:
+    """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt).
+
+    A signal during the evaluation abandons it: the checkpoint is what must be saved before a supervisor's
+    grace period ends. Returns the checkpoint's path.
+    """
     clock = time.perf_counter()
     finished = state.epoch
     reporter.log_samples(f"epoch_{finished}", sample_grid(state), state.step, epoch_grid=True)
     metrics, eval_seconds = None, 0.0
     if meter is not None and ((finished + 1) % config.eval_every == 0 or finished + 1 == config.epochs):
         eval_started = time.perf_counter()
-        metrics = meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
+        try:
+            with stop.evaluation():
+                metrics = meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
+        except EvaluationStopped:
+            pass
         eval_seconds = time.perf_counter() - eval_started
     state.elapsed += time.perf_counter() - clock
     state.epoch, state.batches_done = finished + 1, 0
@@ -160,21 +211,23 @@ def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter
                   "eval_seconds": round(eval_seconds, 2), **metrics}
         reporter.log_metrics(record)
     payload = state_payload(state, config)
-    if metrics is not None and metrics["fid"] < state.best_fid:
+    improved = metrics is not None and metrics["fid"] < state.best_fid
+    if improved:
         state.best_fid = payload["best_fid"] = metrics["fid"]
-        checkpoints.atomic_save(payload, Path(config.run_dir) / checkpoints.BEST_FILE)
-    checkpoints.atomic_save(payload, checkpoints.checkpoint_path(Path(config.run_dir), finished))
+    path = checkpoints.checkpoint_path(Path(config.run_dir), finished)
+    checkpoints.atomic_save(payload, path)  # first: the resumable checkpoint matters most on a nearly full disk
+    if improved:
+        checkpoints.atomic_save(payload, Path(config.run_dir) / runs.BEST_FILE)
     checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
     reporter.end_epoch(finished, state, metrics)
+    return path
 
 
-def save_interrupted(config: Config, state: TrainingState, signal_number: int) -> None:
-    path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
-    checkpoints.atomic_save(state_payload(state, config), path)
+def interrupted(config: Config, state: TrainingState, signal_number: int, saved: Path) -> TrainingInterrupted:
     name = signal.Signals(signal_number).name
-    raise TrainingInterrupted(
-        f"{name}: stopped at epoch {state.epoch}, batch {state.batches_done} (step {state.step}); saved {path}.\n"
-        f"Resume with: python -m mnist_gan main --resume --run-dir {config.run_dir}", signal_number)
+    return TrainingInterrupted(
+        f"{name}: stopped at epoch {state.epoch}, batch {state.batches_done} (step {state.step}); saved {saved}.\n"
+        f"Resume with: python -m mnist_gan main --resume --run-dir {shlex.quote(config.run_dir)}", signal_number)
 
 
 @torch.no_grad()
@@ -194,21 +247,20 @@ def export_generator(config: Config, state: TrainingState, run_dir: Path) -> Non
     checkpoints.atomic_save(payload, run_dir / checkpoints.GENERATOR_FILE)
 
 
-def make_writable_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise MnistGanError(f"cannot write to run directory {folder}: {error.strerror or error}") from None
+class EvaluationStopped(BaseException):
+    """Raised inside an evaluation by a stop signal (a BaseException, so no library code swallows it)."""
 
 
 class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a flag checked after each step; a second one stops at once."""
+    """Turn the first SIGINT/SIGTERM into a flag checked after each step; a second one stops at once.
+
+    During an evaluation the first signal abandons it at once (the epoch's checkpoint is saved next, and
+    further signals wait for that save).
+    """
 
     def __init__(self) -> None:
         self.signal_number = 0
+        self.evaluating = self.saving_after_evaluation = False
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -221,8 +273,23 @@ class StopSignals:
 
     def handle(self, number: int, frame: Any) -> None:
         if self.signal_number:
+            if self.saving_after_evaluation:
+                return
             raise KeyboardInterrupt
         self.signal_number = number
+        if self.evaluating:
+            self.evaluating, self.saving_after_evaluation = False, True
+            raise EvaluationStopped
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        if self.signal_number:
+            raise EvaluationStopped
+        self.evaluating = True
+        try:
+            yield
+        finally:
+            self.evaluating = False
 
     def __exit__(self, *exc_info: Any) -> None:
         for number, handler in self.previous.items():
