@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,11 +50,22 @@ def output_file(*suffixes: str):
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """One clear line and a non-zero exit for every error the user can cause; never a traceback."""
+    """One clear line and a non-zero exit for every error the user can cause; never a traceback.
+
+    SIGTERM outside training's own handling (while loading, say) exits with 143, as Ctrl-C does with 130.
+    Once stopped by a signal, repeats are ignored: the process is exiting with its checkpoint saved, and
+    Python's shutdown would otherwise restore the default action and die of the repeat.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        previous = None
+    stopping = False
     try:
         yield
     except MnistGanError as error:
-        label = "stopped" if isinstance(error, TrainingInterrupted) else "error"
+        stopping = isinstance(error, TrainingInterrupted)
+        label = "stopped" if stopping else "error"
         if getattr(error, "field", None):
             label += f": --{error.field.replace('_', '-')}"
         console.print(f"[bold red]{label}:[/] {error}", highlight=False, soft_wrap=True)  # unwrapped: commands in it can be pasted
@@ -61,6 +73,24 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
+    except SystemExit:  # from terminate()
+        stopping = True
+        raise
+    finally:
+        if stopping:
+            ignore_stop_signals()
+        elif previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_stop_signals() -> None:
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):
+            signal.signal(number, signal.SIG_IGN)
+
+
+def terminate(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
 
 
 def explicit_options(ctx: typer.Context, values: dict) -> dict:

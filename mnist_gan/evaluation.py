@@ -42,10 +42,11 @@ def load_images_file(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise MnistGanError(f"--images {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            if isinstance(loaded, np.ndarray):
-                array = loaded
-            else:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # an .npy
+            array = loaded
+        else:
+            with loaded:
                 names = list(loaded.keys())
                 if not names:
                     raise MnistGanError(f"--images {path} holds no arrays")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,14 +48,15 @@ def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path
     straight = tmp_path / "straight"
     subprocess.run(cli_command(data_dir, straight, *settings_), check=True, capture_output=True)
 
-    interrupted = tmp_path / "interrupted"
+    interrupted = tmp_path / "an interrupted run"  # a space: the resume hint must quote it
     process = subprocess.Popen(cli_command(data_dir, interrupted, *settings_), stderr=subprocess.PIPE, text=True)
     wait_for((interrupted / "checkpoints", "epoch_000.pt"), process)
     time.sleep(0.3)  # inside epoch 1
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "Resume with: python -m mnist_gan main --resume" in " ".join(stderr.split())
+    hint = f"Resume with: python -m mnist_gan main --resume --run-dir {shlex.quote(str(interrupted))}"
+    assert hint in stderr.splitlines(), stderr  # #8.19: quoted, and on one line however long
     partial = [path.name for path in checkpoints.list_checkpoints(interrupted) if "_batch_" in path.name]
     assert len(partial) == 1 and partial[0].startswith("epoch_001_batch_"), partial
 
@@ -63,6 +65,33 @@ def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path
     assert "batch" in result.stderr  # it says where it resumed
     expected, actual = parameters(straight), parameters(interrupted)
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(signals: int, tmp_path: Path,
+                                                                         data_dir: Path) -> None:
+    """#8.16: the signal was swallowed (exit 0, "finished"), or waited for the whole evaluation; two signals
+    exited 130 without a checkpoint."""
+    run_dir = tmp_path / "run"
+    command = cli_command(data_dir, run_dir, "--epochs", "1", "--max-batches", "10", "--eval-every", "1",
+                          "--eval-samples", "50000")  # an evaluation of many seconds
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    wait_for((run_dir / "images", "epoch_0.png"), process)  # drawn just before the evaluation starts
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    for _ in range(signals):
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert time.monotonic() - signalled < 5, "the evaluation was not abandoned"
+    assert not (run_dir / "metrics.jsonl").exists()
+    assert checkpoints.load_file(run_dir / "checkpoints" / "epoch_000.pt")["epochs_done"] == 1
+    assert "SIGTERM: stopped at epoch 1" in stderr and "Resume with" in stderr
+    finished = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert (run_dir / "generator.pth").is_file()
 
 
 @pytest.mark.slow
