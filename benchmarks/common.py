@@ -24,8 +24,18 @@ DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().par
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
@@ -47,8 +57,14 @@ class ClassicGenerator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             return layers
 
-        self.model = nn.Sequential(*block(latent_dim, 128, normalize=False), *block(128, 256), *block(256, 512),
-                                   *block(512, 1024), nn.Linear(1024, 784), nn.Tanh())
+        self.model = nn.Sequential(
+            *block(latent_dim, 128, normalize=False),
+            *block(128, 256),
+            *block(256, 512),
+            *block(512, 1024),
+            nn.Linear(1024, 784),
+            nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.model(z).view(z.size(0), 1, 28, 28)
@@ -57,8 +73,14 @@ class ClassicGenerator(nn.Module):
 class ClassicDiscriminator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.model = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2, inplace=True), nn.Linear(512, 256),
-                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, 1), nn.Sigmoid())
+        self.model = nn.Sequential(
+            nn.Linear(784, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(256, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.view(images.size(0), -1))
@@ -69,8 +91,14 @@ class ClassicLoop:
 
     def __init__(self, data_dir: str = DATA_DIR, seed: int = 0) -> None:
         torch.manual_seed(seed)
-        dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transforms.Compose(
-            [transforms.Resize(28), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]))
+        dataset = datasets.MNIST(
+            data_dir,
+            train=True,
+            download=False,
+            transform=transforms.Compose(
+                [transforms.Resize(28), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]
+            ),
+        )
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
         self.generator, self.discriminator = ClassicGenerator(), ClassicDiscriminator()
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -89,7 +117,9 @@ class ClassicLoop:
         self.loss(self.discriminator(fake), valid).backward()
         self.optimizer_g.step()
         self.optimizer_d.zero_grad()
-        loss_d = (self.loss(self.discriminator(real), valid) + self.loss(self.discriminator(fake.detach()), fake_label)) / 2
+        loss_d = (
+            self.loss(self.discriminator(real), valid) + self.loss(self.discriminator(fake.detach()), fake_label)
+        ) / 2
         loss_d.backward()
         self.optimizer_d.step()
 
@@ -132,9 +162,11 @@ def images_per_second(loop: ClassicLoop | MnistGanLoop, seconds: float, warmup_s
     return images / (time.perf_counter() - started)
 
 
-def train_with_snapshots(loop: ClassicLoop | MnistGanLoop, budgets: list[float],
-                         on_snapshot: Callable[[float, int, nn.Module], None]) -> None:
-    """Train until the last budget (seconds of wall time), handing a copy of the sampler at each budget."""
+def train_with_snapshots(
+    loop: ClassicLoop | MnistGanLoop, budgets: list[float], on_snapshot: Callable[[float, int, nn.Module], None]
+) -> None:
+    """Train until the last budget (seconds of wall time), handing the measured seconds, the steps and a copy of
+    the sampler to on_snapshot as each budget is reached."""
     batches, pending = loop.batches(), sorted(budgets)
     elapsed, steps = 0.0, 0
     while pending:
@@ -143,4 +175,5 @@ def train_with_snapshots(loop: ClassicLoop | MnistGanLoop, budgets: list[float],
         elapsed += time.perf_counter() - started
         steps += 1
         if elapsed >= pending[0]:
-            on_snapshot(pending.pop(0), steps, loop.sampler())  # snapshot and scoring time are not counted
+            pending.pop(0)
+            on_snapshot(elapsed, steps, loop.sampler())  # snapshot and scoring time are not counted

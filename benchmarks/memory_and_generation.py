@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DATA_DIR, machine, median
 
 
@@ -29,23 +28,53 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "run"
-        command = [sys.executable, "-m", "mnist_gan", "main", "--data-dir", DATA_DIR, "--run-dir", str(run_dir),
-                   "--epochs", "2", "--max-batches", str(args.batches)]
+        command = [
+            sys.executable,
+            "-m",
+            "mnist_gan",
+            "main",
+            "--data-dir",
+            DATA_DIR,
+            "--run-dir",
+            str(run_dir),
+            "--epochs",
+            "2",
+            "--max-batches",
+            str(args.batches),
+        ]
         subprocess.run(command, check=True, capture_output=True)
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
-        print(f"peak memory of a default training run (2 epochs of {args.batches} batches, with evaluation): "
-              f"{peak_mib:,.0f} MiB")
+        print(
+            f"peak memory of a default training run (2 epochs of {args.batches} batches, with evaluation): "
+            f"{peak_mib:,.0f} MiB"
+        )
 
         out = Path(folder) / "samples.npz"
         timings = []
         for _ in range(args.repeats):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "mnist_gan", "generate", "--checkpoint", str(run_dir / "generator.pth"),
-                            "--num-images", "10000", "--out", str(out)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mnist_gan",
+                    "generate",
+                    "--checkpoint",
+                    str(run_dir / "generator.pth"),
+                    "--num-images",
+                    "10000",
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+            )
             timings.append(time.perf_counter() - started)
         assert np.load(out)["images"].shape == (10_000, 28, 28)
-        print(f"generate 10,000 images to .npz, start-up included: median {median(timings):.2f} s "
-              f"(runs: {', '.join(f'{t:.2f}' for t in timings)})")
+        print(
+            f"generate 10,000 images to .npz, start-up included: median {median(timings):.2f} s "
+            f"(runs: {', '.join(f'{t:.2f}' for t in timings)})"
+        )
 
 
 if __name__ == "__main__":

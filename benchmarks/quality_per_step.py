@@ -14,11 +14,11 @@ import argparse
 import time
 
 import torch
-
 from common import DATA_DIR, MnistGanLoop, machine
+from time_to_quality import parse_overrides
+
 from mnist_gan.config import Config
 from mnist_gan.metrics import QualityMeter
-from time_to_quality import parse_overrides
 
 
 def main() -> None:
@@ -44,8 +44,11 @@ def main() -> None:
                 done += 1
             seconds += time.perf_counter() - started
             m = meter.score_generator(loop.sampler(), 10_000, loop.config.latent_dim)
-            print(f"| {overrides} | {done} | {seconds:.0f} | {m['fid']:.1f} | {m['inception_score']:.2f} | {m['classes_covered']} | "
-                  f"{m['class_kl']:.3f} | {m['precision']:.2f} | {m['recall']:.2f} |", flush=True)
+            print(
+                f"| {overrides} | {done} | {seconds:.0f} | {m['fid']:.1f} | {m['inception_score']:.2f} | {m['classes_covered']} | "
+                f"{m['class_kl']:.3f} | {m['precision']:.2f} | {m['recall']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import argparse
 import time
 
 import torch
+from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median
 from mnist_gan.config import Config
 
 
@@ -71,8 +71,10 @@ def main() -> None:
     achieved = flops * steps_per_second / 1e9
     peak = matmul_peak_gflops(default.precision)
     dtype = str(default.precision).removeprefix("torch.")
-    print(f"\nmnist_gan default: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "
-          f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}")
+    print(
+        f"\nmnist_gan default: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "
+        f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}"
+    )
 
 
 if __name__ == "__main__":

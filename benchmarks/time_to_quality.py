@@ -13,8 +13,8 @@ import dataclasses
 import json
 
 import torch
-
 from common import DATA_DIR, ClassicLoop, MnistGanLoop, machine, train_with_snapshots
+
 from mnist_gan.config import Config
 from mnist_gan.metrics import QualityMeter
 
@@ -53,16 +53,24 @@ def main() -> None:
         def score(seconds: float, steps: int, generator: torch.nn.Module, name: str = name) -> None:
             metrics = meter.score_generator(generator, NUM_IMAGES, 100)
             rows.append({"loop": name, "minutes": seconds / 60, "steps": steps, **metrics})
-            print(f"{name:10s} {seconds / 60:5.1f} min {steps:6d} steps  FID {metrics['fid']:7.2f}  IS {metrics['inception_score']:5.2f}  "
-                  f"classes {metrics['classes_covered']:2d}  class KL {metrics['class_kl']:.3f}  "
-                  f"precision {metrics['precision']:.2f}  recall {metrics['recall']:.2f}", flush=True)
+            print(
+                f"{name:10s} {seconds / 60:5.1f} min {steps:6d} steps  FID {metrics['fid']:7.2f}  IS {metrics['inception_score']:5.2f}  "
+                f"classes {metrics['classes_covered']:2d}  class KL {metrics['class_kl']:.3f}  "
+                f"precision {metrics['precision']:.2f}  recall {metrics['recall']:.2f}",
+                flush=True,
+            )
 
         train_with_snapshots(loop, budgets, score)
     for name in args.loops.split(","):
-        reached = [row["minutes"] for row in rows if row["loop"] == name
-                   and row["inception_score"] >= TARGET_IS and row["classes_covered"] == 10]
-        print(f"{name}: first reaches IS >= {TARGET_IS} with 10 classes at "
-              f"{f'{reached[0]:.1f} min' if reached else 'no budget measured'}")
+        reached = [
+            row["minutes"]
+            for row in rows
+            if row["loop"] == name and row["inception_score"] >= TARGET_IS and row["classes_covered"] == 10
+        ]
+        print(
+            f"{name}: first reaches IS >= {TARGET_IS} with 10 classes at "
+            f"{f'{reached[0]:.1f} min' if reached else 'no budget measured'}"
+        )
     if args.json:
         with open(args.json, "w") as file:
             json.dump(rows, file, indent=1)

@@ -11,8 +11,14 @@ from .errors import MnistGanError
 __version__ = "0.1.0"
 
 # The public API, imported on first use: `generate` should not pay for TensorBoard and torchmetrics.
-_LAZY = {"train": "trainer", "resume": "trainer", "generate": "sampling", "plot_checkpoint": "sampling",
-         "sample_images": "sampling", "build_models": "models"}
+_LAZY = {
+    "train": "trainer",
+    "resume": "trainer",
+    "generate": "sampling",
+    "plot_checkpoint": "sampling",
+    "sample_images": "sampling",
+    "build_models": "models",
+}
 
 __all__ = ["Config", "MnistGanError", "__version__", *_LAZY]
 

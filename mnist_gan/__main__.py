@@ -22,9 +22,15 @@ from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES
 from .runs import newest_run
 
-DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(Config)})  # before dataset fill-ins
-app = typer.Typer(help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+DEFAULTS = SimpleNamespace(
+    **{field.name: field.default for field in dataclasses.fields(Config)}
+)  # before dataset fill-ins
+app = typer.Typer(
+    help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 
@@ -33,11 +39,13 @@ def choice(options: tuple[str, ...]):
         if value not in options:
             raise typer.BadParameter(f"{value!r} is not one of: {', '.join(options)}")
         return value
+
     return check
 
 
 def output_file(*suffixes: str):
     """A callback that checks an output path before any work starts (see files.check_output)."""
+
     def check(value: Optional[Path]) -> Optional[Path]:
         if value is not None:
             try:
@@ -45,6 +53,7 @@ def output_file(*suffixes: str):
             except OutputError as error:
                 raise typer.BadParameter(str(error)) from None
         return value
+
     return check
 
 
@@ -68,7 +77,9 @@ def user_errors() -> Iterator[None]:
         label = "stopped" if stopping else "error"
         if getattr(error, "field", None):
             label += f": --{error.field.replace('_', '-')}"
-        console.print(f"[bold red]{label}:[/] {error}", highlight=False, soft_wrap=True)  # unwrapped: commands in it can be pasted
+        console.print(
+            f"[bold red]{label}:[/] {error}", highlight=False, soft_wrap=True
+        )  # unwrapped: commands in it can be pasted
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
@@ -95,8 +106,11 @@ def terminate(number: int, frame: object) -> None:
 
 def explicit_options(ctx: typer.Context, values: dict) -> dict:
     """The options the user set (on the command line or through an environment variable)."""
-    return {name: value for name, value in values.items()
-            if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    return {
+        name: value
+        for name, value in values.items()
+        if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    }
 
 
 @app.command("main")
@@ -110,23 +124,58 @@ def main(
     latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
     img_size: Annotated[int, typer.Option(help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
     channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
-    arch: Annotated[str, typer.Option(callback=choice(ARCHITECTURES), help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
+    arch: Annotated[
+        str, typer.Option(callback=choice(ARCHITECTURES), help=f"Architecture: {', '.join(ARCHITECTURES)}.")
+    ] = DEFAULTS.arch,
     width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
-    ema_decay: Annotated[float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")] = DEFAULTS.ema_decay,
-    precision: Annotated[str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
-    dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
-    data_dir: Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout); downloaded there if missing.")] = DEFAULTS.data_dir,
-    download: Annotated[bool, typer.Option(help="Download the dataset into --data-dir when it is missing.")] = DEFAULTS.download,
-    run_dir: Annotated[str, typer.Option(help="Folder for events, checkpoints and images; default: runs/<date_time>.")] = DEFAULTS.run_dir,
-    max_batches: Annotated[int, typer.Option(help="Cap on batches per epoch, for quick runs; 0: no cap.")] = DEFAULTS.max_batches,
-    sample_interval: Annotated[int, typer.Option(help="Batches between saved sample grids; 0: only per epoch.")] = DEFAULTS.sample_interval,
+    ema_decay: Annotated[
+        float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")
+    ] = DEFAULTS.ema_decay,
+    precision: Annotated[
+        str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")
+    ] = DEFAULTS.precision,
+    dataset: Annotated[
+        str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")
+    ] = DEFAULTS.dataset,
+    data_dir: Annotated[
+        str,
+        typer.Option(
+            envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout); downloaded there if missing."
+        ),
+    ] = DEFAULTS.data_dir,
+    download: Annotated[
+        bool, typer.Option(help="Download the dataset into --data-dir when it is missing.")
+    ] = DEFAULTS.download,
+    run_dir: Annotated[
+        str, typer.Option(help="Folder for events, checkpoints and images; default: runs/<date_time>.")
+    ] = DEFAULTS.run_dir,
+    max_batches: Annotated[
+        int, typer.Option(help="Cap on batches per epoch, for quick runs; 0: no cap.")
+    ] = DEFAULTS.max_batches,
+    sample_interval: Annotated[
+        int, typer.Option(help="Batches between saved sample grids; 0: only per epoch.")
+    ] = DEFAULTS.sample_interval,
     log_every: Annotated[int, typer.Option(help="Steps between TensorBoard scalars.")] = DEFAULTS.log_every,
-    eval_every: Annotated[int, typer.Option(help="Epochs between quality evaluations (and the last epoch); 0: off.")] = DEFAULTS.eval_every,
-    eval_samples: Annotated[int, typer.Option(help="Generated images per evaluation during training.")] = DEFAULTS.eval_samples,
-    keep_last: Annotated[int, typer.Option(help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")] = DEFAULTS.keep_last,
+    eval_every: Annotated[
+        int, typer.Option(help="Epochs between quality evaluations (and the last epoch); 0: off.")
+    ] = DEFAULTS.eval_every,
+    eval_samples: Annotated[
+        int, typer.Option(help="Generated images per evaluation during training.")
+    ] = DEFAULTS.eval_samples,
+    keep_last: Annotated[
+        int, typer.Option(help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")
+    ] = DEFAULTS.keep_last,
     seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
-    device: Annotated[str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")] = DEFAULTS.device,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue --run-dir (default: the most recently modified run under runs/) from its newest valid checkpoint.")] = False,
+    device: Annotated[
+        str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")
+    ] = DEFAULTS.device,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue --run-dir (default: the most recently modified run under runs/) from its newest valid checkpoint.",
+        ),
+    ] = False,
 ) -> None:
     """Train a GAN, logging to TensorBoard and checkpointing every epoch."""
     values = {name: value for name, value in locals().items() if name not in ("ctx", "resume")}
@@ -143,7 +192,9 @@ def main(
 
 DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]
 SourceOption = Annotated[Optional[Path], typer.Option(help="A checkpoint (.pt) or exported generator.pth.")]
-RunDirOption = Annotated[Optional[Path], typer.Option(help="A run folder; default: the most recently modified run under runs/.")]
+RunDirOption = Annotated[
+    Optional[Path], typer.Option(help="A run folder; default: the most recently modified run under runs/.")
+]
 DeviceOption = Annotated[str, typer.Option(callback=choice(DEVICES), help="Device to sample on.")]
 SeedOption = Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Noise seed; the same seed gives the same images.")]
 
@@ -153,7 +204,13 @@ def plot_checkpoint(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     grid: Annotated[int, typer.Option(min=1, max=32, help="Draw a grid x grid figure.")] = 8,
-    out: Annotated[Optional[Path], typer.Option(callback=output_file(*FIGURE_SUFFIXES), help="Figure to write (.png, .pdf or .svg); default: a PNG beside the checkpoint.")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            callback=output_file(*FIGURE_SUFFIXES),
+            help="Figure to write (.png, .pdf or .svg); default: a PNG beside the checkpoint.",
+        ),
+    ] = None,
     seed: SeedOption = 0,
     show: Annotated[bool, typer.Option(help="Also open a window when a display is available.")] = True,
     device: DeviceOption = "auto",
@@ -170,7 +227,13 @@ def generate(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     num_images: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many images.")] = 8,
-    out: Annotated[Path, typer.Option(callback=output_file(".png", ".npz"), help=".png for a grid (up to 1,024 images), .npz for a uint8 array 'images' (N x H x W).")] = Path("fake_images.png"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            callback=output_file(".png", ".npz"),
+            help=".png for a grid (up to 1,024 images), .npz for a uint8 array 'images' (N x H x W).",
+        ),
+    ] = Path("fake_images.png"),
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -186,7 +249,10 @@ def train_evaluator_command(
     dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help="Dataset to classify.")] = "mnist",
     data_dir: DataDirOption = DEFAULTS.data_dir,
     epochs: Annotated[int, typer.Option(min=1, max=100, help="Training epochs.")] = 4,
-    out: Annotated[Optional[Path], typer.Option(callback=output_file(".pt"), help="Weights file (.pt); default: the one shipped in the package.")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(callback=output_file(".pt"), help="Weights file (.pt); default: the one shipped in the package."),
+    ] = None,
 ) -> None:
     """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
     from . import evaluation
@@ -196,20 +262,36 @@ def train_evaluator_command(
         out = out or packaged_weights(dataset)
         result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs, log=console.print)
         console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
-        console.print(evaluation.metrics_table({"source": "real training images", "dataset": dataset,
-                                                "num_images": 10_000, "metrics": result["reference"],
-                                                "reference": result["reference"]}))
+        console.print(
+            evaluation.metrics_table(
+                {
+                    "source": "real training images",
+                    "dataset": dataset,
+                    "num_images": 10_000,
+                    "metrics": result["reference"],
+                    "reference": result["reference"],
+                }
+            )
+        )
 
 
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
-    images: Annotated[Optional[Path], typer.Option(help="Score an .npz (as `generate` writes it) or .npy of uint8 images instead of a checkpoint.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option(help="Score an .npz (as `generate` writes it) or .npy of uint8 images instead of a checkpoint."),
+    ] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")
+    ] = None,
     data_dir: DataDirOption = DEFAULTS.data_dir,
     num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = 10_000,
-    json_out: Annotated[Optional[Path], typer.Option("--json", callback=output_file(".json"), help="Also write the results as JSON here.")] = None,
+    json_out: Annotated[
+        Optional[Path],
+        typer.Option("--json", callback=output_file(".json"), help="Also write the results as JSON here."),
+    ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -219,8 +301,16 @@ def evaluate_command(
     with user_errors():
         if dataset is not None:
             choice(tuple(DATASETS))(dataset)
-        result = evaluation.evaluate(checkpoint=checkpoint, run_dir=run_dir, images=images, dataset=dataset,
-                                     data_dir=data_dir, num_images=num_images, seed=seed, device=device)
+        result = evaluation.evaluate(
+            checkpoint=checkpoint,
+            run_dir=run_dir,
+            images=images,
+            dataset=dataset,
+            data_dir=data_dir,
+            num_images=num_images,
+            seed=seed,
+            device=device,
+        )
         typer.echo(rich_text(evaluation.metrics_table(result)))
         if json_out:
             write_text(json_out, json.dumps(result, indent=2))
@@ -230,8 +320,16 @@ def evaluate_command(
 @app.command("compare")
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
-    out: Annotated[Path, typer.Option(callback=output_file(*FIGURE_SUFFIXES), help="Figure with FID per epoch and loss curves side by side (.png, .pdf or .svg).")] = Path("comparison.png"),
-    markdown: Annotated[Optional[Path], typer.Option(callback=output_file(".md"), help="Also write the table as Markdown (.md) here.")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            callback=output_file(*FIGURE_SUFFIXES),
+            help="Figure with FID per epoch and loss curves side by side (.png, .pdf or .svg).",
+        ),
+    ] = Path("comparison.png"),
+    markdown: Annotated[
+        Optional[Path], typer.Option(callback=output_file(".md"), help="Also write the table as Markdown (.md) here.")
+    ] = None,
 ) -> None:
     """Compare runs: the settings that differ, best and final FID, IS, coverage, wall time, and their curves."""
     from . import evaluation

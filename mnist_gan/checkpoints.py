@@ -49,7 +49,9 @@ def load_file(path: str | Path, expected: tuple[str, ...] = (CHECKPOINT_FORMAT, 
         raise CheckpointError(f"{path} is not a readable mnist_gan checkpoint: {reason}") from None
     kind = payload.get("format") if isinstance(payload, dict) else None
     if kind not in expected:
-        raise CheckpointError(f"{path} is not an mnist_gan checkpoint (format {kind!r}, expected {' or '.join(expected)})")
+        raise CheckpointError(
+            f"{path} is not an mnist_gan checkpoint (format {kind!r}, expected {' or '.join(expected)})"
+        )
     version = payload.get("version")
     if type(version) is not int:
         raise CheckpointError(f"{path}: damaged checkpoint: version must be an integer, got {version!r}")
@@ -62,13 +64,16 @@ def load_file(path: str | Path, expected: tuple[str, ...] = (CHECKPOINT_FORMAT, 
     for key in ("generator", "generator_ema") if kind == CHECKPOINT_FORMAT else ("generator",):
         weights = payload.get(key)
         if (key == "generator" or weights is not None) and not is_state_dict(weights):
-            raise CheckpointError(f"{path}: damaged checkpoint: {key} must be a dict of tensors, got {type(weights).__name__}")
+            raise CheckpointError(
+                f"{path}: damaged checkpoint: {key} must be a dict of tensors, got {type(weights).__name__}"
+            )
     return payload
 
 
 def is_state_dict(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(key, str) and isinstance(tensor, torch.Tensor)
-                                           for key, tensor in value.items())
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
 
 
 def position(path: Path) -> tuple[int, float]:
@@ -126,21 +131,32 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
     return generator.to(device).eval(), config, int(payload.get("epochs_done", payload.get("epoch", 0)))
 
 
-def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str) -> torch.nn.Module:
+def load_weights(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str
+) -> torch.nn.Module:
     """load_state_dict with the whole mismatch in the message, refusing NaN or infinite weights."""
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
         detail = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
         raise CheckpointError(f"{path}: weights do not fit {what}: {detail}") from None
-    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    broken = [
+        name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
     if broken:
-        raise CheckpointError(f"{path}: {what} has NaN or infinite weights ({', '.join(broken[:3])}); "
-                              f"it cannot make images: use an earlier checkpoint")
+        raise CheckpointError(
+            f"{path}: {what} has NaN or infinite weights ({', '.join(broken[:3])}); "
+            f"it cannot make images: use an earlier checkpoint"
+        )
     return model
 
 
 def generator_payload(config: Config, weights: dict[str, torch.Tensor], epochs_done: int) -> dict[str, Any]:
     """The exported generator: weights and the config needed to rebuild it, nothing else."""
-    return {"format": GENERATOR_FORMAT, "version": FORMAT_VERSION, "config": config.to_dict(),
-            "generator": weights, "epochs_done": epochs_done}
+    return {
+        "format": GENERATOR_FORMAT,
+        "version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "generator": weights,
+        "epochs_done": epochs_done,
+    }

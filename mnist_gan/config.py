@@ -17,10 +17,18 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # 100 samples to mean anything) or a crafted checkpoint would make us allocate gigabytes before failing.
 MIN_EVAL_SAMPLES = 100
 LIMITS = {
-    "epochs": (1, 1_000_000), "batch_size": (2, 65_536), "latent_dim": (1, 4096), "img_size": (8, 256),
-    "width": (1, 1024), "max_batches": (0, 2**31 - 1), "log_every": (1, 2**31 - 1),
-    "sample_interval": (0, 2**31 - 1), "eval_every": (0, 1_000_000), "eval_samples": (MIN_EVAL_SAMPLES, 100_000),
-    "keep_last": (0, 1_000_000), "seed": (0, 2**31 - 1),
+    "epochs": (1, 1_000_000),
+    "batch_size": (2, 65_536),
+    "latent_dim": (1, 4096),
+    "img_size": (8, 256),
+    "width": (1, 1024),
+    "max_batches": (0, 2**31 - 1),
+    "log_every": (1, 2**31 - 1),
+    "sample_interval": (0, 2**31 - 1),
+    "eval_every": (0, 1_000_000),
+    "eval_samples": (MIN_EVAL_SAMPLES, 100_000),
+    "keep_last": (0, 1_000_000),
+    "seed": (0, 2**31 - 1),
 }
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
@@ -60,7 +68,9 @@ class Config:
     sample_interval: int = 200  # steps between saved sample grids; 0 turns them off
     eval_every: int = 1  # epochs between quality evaluations; 0 turns them off
     eval_samples: int = 500  # generated images per evaluation: about 0.3 s, under 10% of a default epoch
-    keep_last: int = 3  # per-epoch checkpoints kept (30 MB each for the MLP); 0 keeps all. best.pt and generator.pth stay
+    keep_last: int = (
+        3  # per-epoch checkpoints kept (30 MB each for the MLP); 0 keeps all. best.pt and generator.pth stay
+    )
     seed: int = 0
     device: str = "auto"
 
@@ -79,7 +89,9 @@ class Config:
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be between {low:,} and {high:,}, got {value!r}", name)
         if self.channels != channels:
-            raise ConfigError(f"{self.dataset} images have {channels} channel(s); channels cannot be {self.channels}", "channels")
+            raise ConfigError(
+                f"{self.dataset} images have {channels} channel(s); channels cannot be {self.channels}", "channels"
+            )
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}", "lr")
         for name in ("b1", "b2", "ema_decay"):
@@ -127,6 +139,8 @@ def merge_for_resume(saved: Config, overrides: dict[str, Any]) -> tuple[Config, 
     }
     forbidden = {name: change for name, change in changes.items() if name in MODEL_FIELDS}
     if forbidden:
-        listing = "; ".join(f"{name}: checkpoint has {old!r}, flag says {new!r}" for name, (old, new) in forbidden.items())
+        listing = "; ".join(
+            f"{name}: checkpoint has {old!r}, flag says {new!r}" for name, (old, new) in forbidden.items()
+        )
         raise ConfigError(f"cannot resume with a different model or data: {listing}")
     return candidate, changes

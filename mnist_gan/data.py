@@ -19,8 +19,9 @@ IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian header of the IDX fil
 RESIZE_CHUNK = 2048  # images resized at a time: memory stays at a few MB of floats, whatever the size
 
 
-def load_dataset(name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 28,
-                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(
+    name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 28, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,).
 
     torchvision reads the files (and downloads them when missing); a missing dataset that cannot
@@ -42,8 +43,10 @@ def load_dataset(name: str, data_dir: str | Path, *, train: bool = True, img_siz
         raise DataError(missing_data_message(name, data_dir, reason)) from None
     labels = dataset.targets.clone()
     if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < NUM_CLASSES:
-        raise DataError(f"{files['labels']} is damaged: labels must be 0..{NUM_CLASSES - 1}, "
-                        f"found {int(labels.min())}..{int(labels.max())}")
+        raise DataError(
+            f"{files['labels']} is damaged: labels must be 0..{NUM_CLASSES - 1}, "
+            f"found {int(labels.min())}..{int(labels.max())}"
+        )
     images = dataset.data.unsqueeze(1)  # (N, 1, 28, 28) uint8
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
@@ -80,29 +83,36 @@ def check_idx_file(path: Path, kind: str) -> None:
     dimensions = 3 if kind == "images" else 1
     if len(header) < 4 + 4 * dimensions or int.from_bytes(header[:4], "big") != IDX_MAGIC[kind]:
         raise DataError(f"{path} is not an MNIST {kind} file (its header is wrong); replace it with the original")
-    shape = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(dimensions)]
+    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions)]
     expected = 4 + 4 * dimensions + torch.Size(shape).numel()
     if size != expected:
-        raise DataError(f"{path} is truncated or damaged: its header promises {expected:,} bytes "
-                        f"({' x '.join(map(str, shape))}), the file has {size:,}; replace it with the original")
+        raise DataError(
+            f"{path} is truncated or damaged: its header promises {expected:,} bytes "
+            f"({' x '.join(map(str, shape))}), the file has {size:,}; replace it with the original"
+        )
 
 
 def missing_data_message(name: str, data_dir: str | Path, reason: str) -> str:
     folder = raw_folder(name, data_dir)
-    files = ", ".join(f"{split}-{kind}-idx{dims}-ubyte" for split in ("train", "t10k")
-                      for kind, dims in (("images", 3), ("labels", 1)))
-    return (f"{name} is not in --data-dir {str(data_dir)!r} and {reason}.\n"
-            f"Put {files} (or their .gz) in {folder}, or pass --data-dir (env MNIST_GAN_DATA_DIR) "
-            f"pointing at a folder that holds {TORCHVISION_DATASETS[name].__name__}/raw.")
+    files = ", ".join(
+        f"{split}-{kind}-idx{dims}-ubyte"
+        for split in ("train", "t10k")
+        for kind, dims in (("images", 3), ("labels", 1))
+    )
+    return (
+        f"{name} is not in --data-dir {str(data_dir)!r} and {reason}.\n"
+        f"Put {files} (or their .gz) in {folder}, or pass --data-dir (env MNIST_GAN_DATA_DIR) "
+        f"pointing at a folder that holds {TORCHVISION_DATASETS[name].__name__}/raw."
+    )
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a uint8 set once at load time (e.g. 28 -> 32 for a 32x32 model), a chunk at a time."""
     resized = torch.empty(len(images), images.shape[1], size, size, dtype=torch.uint8)
     for start in range(0, len(images), RESIZE_CHUNK):
-        chunk = images[start:start + RESIZE_CHUNK].float()
+        chunk = images[start : start + RESIZE_CHUNK].float()
         chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        resized[start:start + RESIZE_CHUNK] = chunk.round().clamp(0, 255).to(torch.uint8)
+        resized[start : start + RESIZE_CHUNK] = chunk.round().clamp(0, 255).to(torch.uint8)
     return resized
 
 
@@ -133,8 +143,9 @@ def batches_per_epoch(num_images: int, batch_size: int, max_batches: int = 0) ->
     return min(full, max_batches) if max_batches else full
 
 
-def epoch_batches(images: torch.Tensor, *, batch_size: int, seed: int, epoch: int, start: int = 0,
-                  max_batches: int = 0) -> Iterator[torch.Tensor]:
+def epoch_batches(
+    images: torch.Tensor, *, batch_size: int, seed: int, epoch: int, start: int = 0, max_batches: int = 0
+) -> Iterator[torch.Tensor]:
     """Yield the epoch's shuffled batches in [-1, 1] from batch `start` on.
 
     The order depends only on (seed, epoch), so a resumed run sees exactly the batches an
@@ -143,4 +154,4 @@ def epoch_batches(images: torch.Tensor, *, batch_size: int, seed: int, epoch: in
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     order = order.to(images.device)
     for index in range(start, batches_per_epoch(len(images), batch_size, max_batches)):
-        yield to_unit_range(images[order[index * batch_size:(index + 1) * batch_size]])
+        yield to_unit_range(images[order[index * batch_size : (index + 1) * batch_size]])

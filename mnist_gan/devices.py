@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_fast_bf16() -> bool:
     """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow."""
     try:

@@ -22,8 +22,9 @@ from .sampling import sample_images
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
 
 
-def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+def build_evaluator(
+    dataset: str, data_dir: str | Path, out: Path, epochs: int = 4, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Train the evaluator, measure the real-data reference with it, and save both in one file."""
     evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs, log=log)
     save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy)
@@ -55,9 +56,13 @@ def load_images_file(path: Path) -> torch.Tensor:
                 array = loaded["images" if "images" in names else names[0]]
     except MnistGanError:
         raise
-    except Exception as error:  # a truncated zip, a PNG, a pickle: numpy raises many types, click turns EOFError into "Aborted."
-        raise MnistGanError(f"--images {path} is not a readable .npz or .npy image array "
-                            f"({type(error).__name__}); write one with `python -m mnist_gan generate --out x.npz`") from None
+    except (
+        Exception
+    ) as error:  # a truncated zip, a PNG, a pickle: numpy raises many types, click turns EOFError into "Aborted."
+        raise MnistGanError(
+            f"--images {path} is not a readable .npz or .npy image array "
+            f"({type(error).__name__}); write one with `python -m mnist_gan generate --out x.npz`"
+        ) from None
     return as_image_batch(torch.from_numpy(np.ascontiguousarray(array)), path)
 
 
@@ -69,17 +74,27 @@ def as_image_batch(images: torch.Tensor, path: Path) -> torch.Tensor:
     elif images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         images = images.permute(0, 3, 1, 2)  # channels last -> first
     if images.dim() != 4 or images.shape[1] not in (1, 3) or min(images.shape[2:]) < 8:
-        raise MnistGanError(f"--images {path}: expected images N x H x W, N x H x W x C or N x C x H x W "
-                            f"(C = 1 or 3, at least 8 x 8 pixels), got {tuple(images.shape)}")
+        raise MnistGanError(
+            f"--images {path}: expected images N x H x W, N x H x W x C or N x C x H x W "
+            f"(C = 1 or 3, at least 8 x 8 pixels), got {tuple(images.shape)}"
+        )
     if images.shape[1] == 3:  # ITU-R 601 luma, as PIL's convert("L")
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
     return images
 
 
-def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, images: Path | None = None,
-             dataset: str | None = None, data_dir: str = "data", num_images: int = 10_000, seed: int = 0,
-             device: str = "auto") -> dict[str, Any]:
+def evaluate(
+    *,
+    checkpoint: Path | None = None,
+    run_dir: Path | None = None,
+    images: Path | None = None,
+    dataset: str | None = None,
+    data_dir: str = "data",
+    num_images: int = 10_000,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
     torch_device = resolve_device(device)
     if images is not None:
@@ -87,8 +102,10 @@ def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, ima
             raise ConfigError("--images scores a file of images; it cannot be combined with --checkpoint or --run-dir")
         fake = load_images_file(images)
         if not MIN_EVAL_SAMPLES <= len(fake) <= MAX_EVAL_SAMPLES:
-            raise MnistGanError(f"--images {images} holds {len(fake):,} images; the metrics need "
-                                f"{MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} (fewer mean nothing)")
+            raise MnistGanError(
+                f"--images {images} holds {len(fake):,} images; the metrics need "
+                f"{MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} (fewer mean nothing)"
+            )
         source, dataset = images, dataset or "mnist"
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
@@ -96,8 +113,13 @@ def evaluate(*, checkpoint: Path | None = None, run_dir: Path | None = None, ima
         fake = sample_images(generator, num_images, config.latent_dim, seed=seed)
         dataset = dataset or config.dataset
     meter = QualityMeter(dataset, data_dir, torch_device)
-    return {"source": str(source), "dataset": dataset, "num_images": len(fake),
-            "metrics": meter.score(fake), "reference": meter.reference}
+    return {
+        "source": str(source),
+        "dataset": dataset,
+        "num_images": len(fake),
+        "metrics": meter.score(fake),
+        "reference": meter.reference,
+    }
 
 
 def metrics_table(result: dict[str, Any]) -> Table:
@@ -108,8 +130,12 @@ def metrics_table(result: dict[str, Any]) -> Table:
     table.add_column("real data (reference)", justify="right")
     for name, higher in METRICS.items():
         reference = result["reference"].get(name)
-        table.add_row(name, "↑" if higher else "↓", format_value(result["metrics"][name]),
-                      "" if reference is None else format_value(reference))
+        table.add_row(
+            name,
+            "↑" if higher else "↓",
+            format_value(result["metrics"][name]),
+            "" if reference is None else format_value(reference),
+        )
     return table
 
 
@@ -129,10 +155,16 @@ def load_run_summary(run_dir: Path, warn: Callable[[str], None] = print) -> dict
         else:
             warn(f"{run_dir / runs.METRICS_FILE}: a record without {', '.join(SUMMARY_KEYS)} was skipped")
     if not history:
-        raise MnistGanError(f"{run_dir} has no complete records in {runs.METRICS_FILE}; "
-                            f"train it with --eval-every 1 (the default)")
-    return {"run": str(run_dir), "config": payload["config"], "history": history, "elapsed": payload["elapsed"],
-            "losses": read_losses(run_dir)}
+        raise MnistGanError(
+            f"{run_dir} has no complete records in {runs.METRICS_FILE}; train it with --eval-every 1 (the default)"
+        )
+    return {
+        "run": str(run_dir),
+        "config": payload["config"],
+        "history": history,
+        "elapsed": payload["elapsed"],
+        "losses": read_losses(run_dir),
+    }
 
 
 def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -148,17 +180,29 @@ def compare_runs(run_dirs: list[Path], warn: Callable[[str], None] = print) -> d
     """One row per run: the config values that differ, best and final FID, IS, coverage, epoch of the best, wall time."""
     summaries = [load_run_summary(Path(run), warn) for run in run_dirs]
     ignored = {"run_dir", "data_dir"}
-    keys = [key for key in Config().to_dict() if key not in ignored
-            and len({json.dumps(summary["config"].get(key)) for summary in summaries}) > 1]
+    keys = [
+        key
+        for key in Config().to_dict()
+        if key not in ignored and len({json.dumps(summary["config"].get(key)) for summary in summaries}) > 1
+    ]
     rows = []
     for summary in summaries:
         history = summary["history"]
         best = min(history, key=lambda record: record["fid"])
         final = history[-1]
-        rows.append({"run": summary["run"], **{key: summary["config"].get(key) for key in keys},
-                     "best_fid": best["fid"], "best_epoch": best["epoch"], "final_fid": final["fid"],
-                     "final_is": final["inception_score"], "final_classes": final["classes_covered"],
-                     "final_coverage": final["coverage"], "minutes": summary["elapsed"] / 60})
+        rows.append(
+            {
+                "run": summary["run"],
+                **{key: summary["config"].get(key) for key in keys},
+                "best_fid": best["fid"],
+                "best_epoch": best["epoch"],
+                "final_fid": final["fid"],
+                "final_is": final["inception_score"],
+                "final_classes": final["classes_covered"],
+                "final_coverage": final["coverage"],
+                "minutes": summary["elapsed"] / 60,
+            }
+        )
     return {"differing": keys, "rows": rows, "summaries": summaries}
 
 

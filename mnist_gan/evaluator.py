@@ -33,12 +33,17 @@ class Evaluator(nn.Module):
     def __init__(self, channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.body = nn.Sequential(  # input: C x 28 x 28
-            nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # state: 32 x 14 x 14
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # state: 64 x 7 x 7
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(inplace=True),  # the feature layer FID and the k-NN metrics use
+            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.ReLU(inplace=True),  # the feature layer FID and the k-NN metrics use
         )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURES, num_classes)
@@ -54,9 +59,14 @@ class Evaluator(nn.Module):
         """(features, logits) for images in [-1, 1] or uint8, computed in eval mode in batches."""
         self.eval()
         device = next(self.parameters()).device
-        outputs = [self(as_unit_range(images[start:start + batch_size]).to(device))
-                   for start in range(0, len(images), batch_size)]
-        return torch.cat([f for f, _ in outputs]).cpu(), torch.cat([l for _, l in outputs]).cpu()
+        outputs = [
+            self(as_unit_range(images[start : start + batch_size]).to(device))
+            for start in range(0, len(images), batch_size)
+        ]
+        return (
+            torch.cat([features for features, _ in outputs]).cpu(),
+            torch.cat([logits for _, logits in outputs]).cpu(),
+        )
 
 
 def as_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -67,14 +77,18 @@ def packaged_weights(dataset: str) -> Path:
     return Path(str(resources.files("mnist_gan") / "weights" / f"evaluator_{dataset}.pt"))
 
 
-def load_evaluator(dataset: str, path: Path | None = None, device: torch.device | str = "cpu") -> tuple[Evaluator, dict[str, Any]]:
+def load_evaluator(
+    dataset: str, path: Path | None = None, device: torch.device | str = "cpu"
+) -> tuple[Evaluator, dict[str, Any]]:
     """The shipped (or a given) evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
     path = path or packaged_weights(dataset)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"no evaluator for {dataset} at {path}; create it with "
-                              f"`python -m mnist_gan train-evaluator --dataset {dataset}`") from None
+        raise CheckpointError(
+            f"no evaluator for {dataset} at {path}; create it with "
+            f"`python -m mnist_gan train-evaluator --dataset {dataset}`"
+        ) from None
     except Exception as error:
         raise CheckpointError(f"{path} is not a readable evaluator: {str(error).splitlines()[0]}") from None
     if not isinstance(payload, dict) or payload.get("format") != EVALUATOR_FORMAT:
@@ -85,8 +99,15 @@ def load_evaluator(dataset: str, path: Path | None = None, device: torch.device 
     return evaluator.to(device).eval(), metadata
 
 
-def train_evaluator(dataset: str, data_dir: str | Path, *, epochs: int = 4, batch_size: int = 128, seed: int = 0,
-                    log: Callable[[str], None] = print) -> tuple[Evaluator, float]:
+def train_evaluator(
+    dataset: str,
+    data_dir: str | Path,
+    *,
+    epochs: int = 4,
+    batch_size: int = 128,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> tuple[Evaluator, float]:
     """Train the classifier with light shift augmentation; returns it and its test-set accuracy."""
     torch.manual_seed(seed)
     images, labels = load_dataset(dataset, data_dir, train=True)
@@ -100,7 +121,7 @@ def train_evaluator(dataset: str, data_dir: str | Path, *, epochs: int = 4, batc
         evaluator.train()
         order = torch.randperm(len(images))
         for index in range(len(images) // batch_size):
-            batch = order[index * batch_size:(index + 1) * batch_size]
+            batch = order[index * batch_size : (index + 1) * batch_size]
             _, logits = evaluator(random_shift(to_unit_range(images[batch])))
             loss = F.cross_entropy(logits, labels[batch])
             optimizer.zero_grad(set_to_none=True)
@@ -108,7 +129,9 @@ def train_evaluator(dataset: str, data_dir: str | Path, *, epochs: int = 4, batc
             optimizer.step()
             schedule.step()
         accuracy = test_accuracy(evaluator, test_images, test_labels)
-        log(f"evaluator epoch {epoch + 1}/{epochs}: test accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)")
+        log(
+            f"evaluator epoch {epoch + 1}/{epochs}: test accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)"
+        )
     return evaluator.eval(), accuracy
 
 
@@ -117,7 +140,7 @@ def random_shift(images: torch.Tensor, pixels: int = 2) -> torch.Tensor:
     dx, dy = (int(v) for v in torch.randint(-pixels, pixels + 1, (2,)))
     padded = F.pad(images, (pixels, pixels, pixels, pixels), value=-1.0)
     size = images.shape[-1]
-    return padded[..., pixels + dy:pixels + dy + size, pixels + dx:pixels + dx + size]
+    return padded[..., pixels + dy : pixels + dy + size, pixels + dx : pixels + dx + size]
 
 
 def test_accuracy(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -21,8 +21,15 @@ from .sampling import sample_images
 
 # Name, then whether higher is better: the order of every table.
 METRICS = {
-    "fid": False, "kid": False, "inception_score": True, "classes_covered": True, "class_kl": False,
-    "precision": True, "recall": True, "density": True, "coverage": True,
+    "fid": False,
+    "kid": False,
+    "inception_score": True,
+    "classes_covered": True,
+    "class_kl": False,
+    "precision": True,
+    "recall": True,
+    "density": True,
+    "coverage": True,
 }
 MAX_EVAL_SAMPLES = LIMITS["eval_samples"][1]
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
@@ -91,8 +98,12 @@ def row_chunk(columns: int) -> int:
 
 def kth_neighbour_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
-    return torch.cat([torch.cdist(chunk, features).kthvalue(k + 1, dim=1).values
-                      for chunk in features.split(row_chunk(len(features)))])
+    return torch.cat(
+        [
+            torch.cdist(chunk, features).kthvalue(k + 1, dim=1).values
+            for chunk in features.split(row_chunk(len(features)))
+        ]
+    )
 
 
 def real_radii(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +112,9 @@ def real_radii(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return kth_neighbour_radii(real, 3), kth_neighbour_radii(real, 5)
 
 
-def manifold_metrics(real: torch.Tensor, fake: torch.Tensor,
-                     radii: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+def manifold_metrics(
+    real: torch.Tensor, fake: torch.Tensor, radii: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019, k=3); density and coverage (Naeem et al. 2020, k=5)."""
     real, fake = real.float(), fake.float()  # neighbour ranks are stable in float32, and cdist is much faster
     real_radii3, real_radii5 = radii or real_radii(real)
@@ -114,7 +126,7 @@ def manifold_metrics(real: torch.Tensor, fake: torch.Tensor,
         density_hits += (distances <= real_radii5).sum().item()
     recall_hits, coverage_hits = 0.0, 0.0
     rows = row_chunk(len(fake))
-    for chunk, radii5 in zip(real.split(rows), real_radii5.split(rows)):  # rows: real, columns: fake
+    for chunk, radii5 in zip(real.split(rows), real_radii5.split(rows), strict=True):  # rows: real, columns: fake
         distances = torch.cdist(chunk, fake)
         recall_hits += (distances <= fake_radii3).any(1).sum().item()
         coverage_hits += (distances.min(1).values <= radii5).sum().item()
@@ -129,8 +141,14 @@ def manifold_metrics(real: torch.Tensor, fake: torch.Tensor,
 class QualityMeter:
     """Scores generated images against the dataset's test split; the real side is embedded once."""
 
-    def __init__(self, dataset: str, data_dir: str | Path, device: torch.device | str = "cpu",
-                 evaluator_path: Path | None = None, download: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: str,
+        data_dir: str | Path,
+        device: torch.device | str = "cpu",
+        evaluator_path: Path | None = None,
+        download: bool = True,
+    ) -> None:
         self.evaluator, self.metadata = load_evaluator(dataset, evaluator_path, device)
         test_images, self.test_labels = load_dataset(dataset, data_dir, train=False, download=download)
         self.test_features, _ = self.evaluator.embed(test_images)
@@ -144,12 +162,16 @@ class QualityMeter:
     def score(self, images: torch.Tensor) -> dict[str, float]:
         """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
         if not MIN_EVAL_SAMPLES <= len(images) <= MAX_EVAL_SAMPLES:
-            raise MnistGanError(f"the metrics need {MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} images "
-                                f"(fewer mean nothing, more do not fit in memory), got {len(images):,}")
+            raise MnistGanError(
+                f"the metrics need {MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} images "
+                f"(fewer mean nothing, more do not fit in memory), got {len(images):,}"
+            )
         features, logits = self.evaluator.embed(images)
         if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):  # FID's matrix root would crash
-            raise MnistGanError("the images hold NaN or infinite values: the generator is broken (diverged?); "
-                                "score an earlier checkpoint")
+            raise MnistGanError(
+                "the images hold NaN or infinite values: the generator is broken (diverged?); "
+                "score an earlier checkpoint"
+            )
         with torch.random.fork_rng(devices=[]):  # do not disturb the training RNG
             torch.manual_seed(0)
             results = {
@@ -161,7 +183,9 @@ class QualityMeter:
             }
         return {name: results[name] for name in METRICS}
 
-    def score_generator(self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345) -> dict[str, float]:
+    def score_generator(
+        self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345
+    ) -> dict[str, float]:
         was_training = generator.training
         generator.eval()
         images = sample_images(generator, num_images, latent_dim, seed=seed)
@@ -169,7 +193,9 @@ class QualityMeter:
         return self.score(images)
 
 
-def real_reference(meter: QualityMeter, dataset: str, data_dir: str | Path, num_images: int = 10_000) -> dict[str, float]:
+def real_reference(
+    meter: QualityMeter, dataset: str, data_dir: str | Path, num_images: int = 10_000
+) -> dict[str, float]:
     """Metrics of num_images real training images (a fixed random subset) against the test split."""
     images, _ = load_dataset(dataset, data_dir, train=True)
     subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]

@@ -60,8 +60,10 @@ def plot_samples(images: torch.Tensor, title: str, path: Path, show: bool = Fals
 
 def check_grid_size(num_images: int, path: Path) -> None:
     if path.suffix.lower() == ".png" and num_images > MAX_GRID_IMAGES:
-        raise OutputError(f"a PNG grid holds at most {MAX_GRID_IMAGES:,} images, asked for {num_images:,}; "
-                          f"write them to an .npz instead (--out {path.with_suffix('.npz')})")
+        raise OutputError(
+            f"a PNG grid holds at most {MAX_GRID_IMAGES:,} images, asked for {num_images:,}; "
+            f"write them to an .npz instead (--out {path.with_suffix('.npz')})"
+        )
 
 
 def save_images(images: torch.Tensor, path: Path) -> Path:
@@ -91,7 +93,7 @@ def plot_comparison(summaries: list[dict], path: Path) -> Path:
         epochs = [record["epoch"] + 1 for record in summary["history"]]
         fid_axis.plot(epochs, [record["fid"] for record in summary["history"]], marker="o", label=label)
         for axis, tag in ((g_axis, "loss/generator"), (d_axis, "loss/discriminator")):
-            steps, values = zip(*summary["losses"].get(tag, [(0, float("nan"))]))
+            steps, values = zip(*summary["losses"].get(tag, [(0, float("nan"))]), strict=True)
             axis.plot(steps, smooth(values), label=label)
     fid_axis.set(title="evaluator FID (lower is better)", xlabel="epoch", ylabel="FID", yscale="log")
     g_axis.set(title="generator loss", xlabel="step")

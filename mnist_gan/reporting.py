@@ -29,8 +29,15 @@ HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "l
 class Reporter:
     """Writes everything a person watches: TensorBoard events, sample PNGs, a progress bar or log lines."""
 
-    def __init__(self, run_dir: Path, config: Config, steps_per_epoch: int, precision: torch.dtype,
-                 console: Console | None = None, purge_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        config: Config,
+        steps_per_epoch: int,
+        precision: torch.dtype,
+        console: Console | None = None,
+        purge_step: int | None = None,
+    ) -> None:
         self.run_dir, self.config, self.steps_per_epoch = run_dir, config, steps_per_epoch
         self.console = console or Console(stderr=True)
         # purge_step: a resumed run hides the events a killed process logged after its checkpoint
@@ -38,8 +45,10 @@ class Reporter:
         self.write_hparams()
         self.window_images, self.window_start = 0, time.perf_counter()
         self.progress: Progress | None = None
-        self.console.print(f"run {run_dir}: {config.arch} on {config.dataset}, {config.epochs} epochs of "
-                           f"{steps_per_epoch} batches, {str(precision).removeprefix('torch.')}")
+        self.console.print(
+            f"run {run_dir}: {config.arch} on {config.dataset}, {config.epochs} epochs of "
+            f"{steps_per_epoch} batches, {str(precision).removeprefix('torch.')}"
+        )
 
     def write_hparams(self) -> None:
         """hparams in this run's own event file (SummaryWriter.add_hparams would make a sub-run)."""
@@ -50,12 +59,24 @@ class Reporter:
 
     def start_epoch(self, epoch: int, batches_done: int) -> None:
         if self.console.is_terminal:
-            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                     console=self.console, transient=False)
+            self.progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=self.steps_per_epoch, completed=batches_done,
-                                               epoch=f"{epoch + 1}/{self.config.epochs}", status="")
+            self.task = self.progress.add_task(
+                "train",
+                total=self.steps_per_epoch,
+                completed=batches_done,
+                epoch=f"{epoch + 1}/{self.config.epochs}",
+                status="",
+            )
         self.window_images, self.window_start = 0, time.perf_counter()
 
     def log_step(self, step: int, stats: dict[str, float], batch_size: int) -> None:
@@ -69,8 +90,10 @@ class Reporter:
         for key, tag in SCALAR_TAGS.items():
             self.writer.add_scalar(tag, stats[key], step)
         self.writer.add_scalar("speed/images_per_second", images_per_second, step)
-        status = (f"D {stats['loss_d']:.3f}  G {stats['loss_g']:.3f}  D(x) {stats['d_real']:.2f}  "
-                  f"D(G(z)) {stats['d_fake']:.2f}  {images_per_second:,.0f} img/s")
+        status = (
+            f"D {stats['loss_d']:.3f}  G {stats['loss_g']:.3f}  D(x) {stats['d_real']:.2f}  "
+            f"D(G(z)) {stats['d_fake']:.2f}  {images_per_second:,.0f} img/s"
+        )
         if self.progress is not None:
             self.progress.update(self.task, status=status)
         elif step % (self.config.log_every * 20) == 0:
@@ -96,14 +119,19 @@ class Reporter:
         self.writer.flush()
         quality = ""
         if metrics is not None:
-            quality = (f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
-                       f"{metrics['classes_covered']} classes covered")
-        self.console.print(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, "
-                           f"{state.elapsed:.0f} s{quality}")
+            quality = (
+                f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
+                f"{metrics['classes_covered']} classes covered"
+            )
+        self.console.print(
+            f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}"
+        )
 
     def finish(self, state: TrainingState) -> None:
-        self.console.print(f"finished in {state.elapsed:.0f} s; generator saved to "
-                           f"{self.run_dir / GENERATOR_FILE}; samples in {self.run_dir / IMAGES_DIR}")
+        self.console.print(
+            f"finished in {state.elapsed:.0f} s; generator saved to "
+            f"{self.run_dir / GENERATOR_FILE}; samples in {self.run_dir / IMAGES_DIR}"
+        )
 
     def close(self) -> None:
         if self.progress is not None:

@@ -57,8 +57,10 @@ def newest_run(root: str | Path = RUNS_ROOT) -> Path:
 def check_run_dir(run_dir: Path, resuming: bool) -> None:
     """Refuse a folder that holds another run's outputs (unless resuming it), or planted symlinks."""
     if not resuming and run_dir.exists() and run_outputs(run_dir):
-        raise MnistGanError(f"{run_dir} already holds a run ({', '.join(run_outputs(run_dir)[:4])}); "
-                            f"add --resume to continue it, or pick another --run-dir")
+        raise MnistGanError(
+            f"{run_dir} already holds a run ({', '.join(run_outputs(run_dir)[:4])}); "
+            f"add --resume to continue it, or pick another --run-dir"
+        )
     for name in (CHECKPOINT_DIR, IMAGES_DIR, METRICS_FILE, LOCK_FILE):
         if (run_dir / name).is_symlink():  # writing or pruning through it would touch files elsewhere
             raise MnistGanError(f"{run_dir / name} is a symbolic link; a run folder's own files must be real")
@@ -76,8 +78,12 @@ def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
 
 def remove_temporaries(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed process left (they are never read); returns what was removed."""
-    leftovers = [path for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / IMAGES_DIR)
-                 for path in folder.glob(f".*{TEMPORARY_MARK}*") if path.is_file() and not path.is_symlink()]
+    leftovers = [
+        path
+        for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / IMAGES_DIR)
+        for path in folder.glob(f".*{TEMPORARY_MARK}*")
+        if path.is_file() and not path.is_symlink()
+    ]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
@@ -104,8 +110,11 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return
-    kept = [record for record in read_metrics(run_dir) if isinstance(record.get("epoch"), int)
-            and record["epoch"] < epochs_done]
+    kept = [
+        record
+        for record in read_metrics(run_dir)
+        if isinstance(record.get("epoch"), int) and record["epoch"] < epochs_done
+    ]
     write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
@@ -135,8 +144,9 @@ class RunLock:
         except OSError:
             holder = os.read(descriptor, 64).decode(errors="replace").strip() or "another process"
             os.close(descriptor)
-            raise RunInUse(f"{self.path.parent} is in use by process {holder}; wait for it to finish "
-                           f"or stop it, then try again") from None
+            raise RunInUse(
+                f"{self.path.parent} is in use by process {holder}; wait for it to finish or stop it, then try again"
+            ) from None
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         self.descriptor = descriptor

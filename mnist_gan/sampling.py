@@ -15,14 +15,23 @@ from .plots import FIGURE_SUFFIXES, check_grid_size, plot_samples, save_images
 
 
 @torch.no_grad()
-def sample_images(generator: nn.Module, num_images: int, latent_dim: int, *, seed: int = 0,
-                  batch_size: int = 1000, as_uint8: bool = False) -> torch.Tensor:
+def sample_images(
+    generator: nn.Module,
+    num_images: int,
+    latent_dim: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 1000,
+    as_uint8: bool = False,
+) -> torch.Tensor:
     """num_images samples in [-1, 1] (or uint8, a quarter of the memory) on the CPU; the same seed gives the same images."""
     device = next(generator.parameters()).device
     noise_rng = torch.Generator().manual_seed(seed)
     z = torch.randn(num_images, latent_dim, generator=noise_rng)
     convert = to_uint8 if as_uint8 else torch.Tensor.float
-    chunks = [convert(generator(z[start:start + batch_size].to(device))).cpu() for start in range(0, num_images, batch_size)]
+    chunks = [
+        convert(generator(z[start : start + batch_size].to(device))).cpu() for start in range(0, num_images, batch_size)
+    ]
     return torch.cat(chunks)
 
 
@@ -34,8 +43,9 @@ def generate(source: Path, out: Path, num_images: int = 8, seed: int = 0, device
     return save_images(images, out)
 
 
-def plot_checkpoint(source: Path, out: Path | None = None, grid: int = 8, seed: int = 0, show: bool = True,
-                    device: str = "auto") -> Path:
+def plot_checkpoint(
+    source: Path, out: Path | None = None, grid: int = 8, seed: int = 0, show: bool = True, device: str = "auto"
+) -> Path:
     """A grid x grid figure of samples titled with the checkpoint's epoch; saved as PNG (beside the checkpoint by default)."""
     out = check_output(out or source.parent / f"{source.stem}_samples.png", FIGURE_SUFFIXES)
     generator, config, epochs_done = checkpoints.load_generator(source, resolve_device(device))

@@ -47,7 +47,7 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
         weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
-        for average, value in zip(averaged, current):
+        for average, value in zip(averaged, current, strict=True):
             if average.is_floating_point():
                 average.lerp_(value, weight)
             else:  # BatchNorm's num_batches_tracked

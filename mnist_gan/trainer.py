@@ -77,8 +77,12 @@ def train(config: Config, reporter_factory: Callable[..., Reporter] = Reporter) 
     return fit(config, new_state(config, device), device, reporter_factory, resuming=False)
 
 
-def resume(run_dir: str | Path, overrides: dict[str, Any], reporter_factory: Callable[..., Reporter] = Reporter,
-           warn: Callable[[str], None] = print) -> Path:
+def resume(
+    run_dir: str | Path,
+    overrides: dict[str, Any],
+    reporter_factory: Callable[..., Reporter] = Reporter,
+    warn: Callable[[str], None] = print,
+) -> Path:
     """Continue a run from its newest valid checkpoint, with the explicitly given flags applied."""
     run_dir = Path(run_dir)
     runs.check_run_dir(run_dir, resuming=True)
@@ -87,8 +91,9 @@ def resume(run_dir: str | Path, overrides: dict[str, Any], reporter_factory: Cal
     return fit(config, state, device, reporter_factory, resuming=True)
 
 
-def restore_newest(run_dir: Path, overrides: dict[str, Any],
-                   warn: Callable[[str], None]) -> tuple[Path, Config, TrainingState, torch.device]:
+def restore_newest(
+    run_dir: Path, overrides: dict[str, Any], warn: Callable[[str], None]
+) -> tuple[Path, Config, TrainingState, torch.device]:
     """The newest checkpoint that loads and fits its model; newer broken ones are skipped with a warning."""
     candidates = checkpoints.list_checkpoints(run_dir)
     if not candidates:
@@ -114,8 +119,13 @@ def restore_newest(run_dir: Path, overrides: dict[str, Any],
     raise CheckpointError(f"no valid checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
 
 
-def fit(config: Config, state: TrainingState, device: torch.device, reporter_factory: Callable[..., Reporter],
-        resuming: bool) -> Path:
+def fit(
+    config: Config,
+    state: TrainingState,
+    device: torch.device,
+    reporter_factory: Callable[..., Reporter],
+    resuming: bool,
+) -> Path:
     """The epoch loop. Everything that can fail for the user's reasons (data, precision, batch size) is
     checked before the run folder is made or touched."""
     run_dir = Path(config.run_dir)
@@ -123,25 +133,36 @@ def fit(config: Config, state: TrainingState, device: torch.device, reporter_fac
     images, labels = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
     check_same_data(state, fingerprint(images, labels))
-    meter = QualityMeter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
+    meter = (
+        QualityMeter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
+    )
     runs.prepare_run_dir(run_dir, resuming)
     with runs.RunLock(run_dir):
         if resuming:  # what a killed process left: temporaries, and metrics of epochs its checkpoint does not have
             runs.remove_temporaries(run_dir)
             runs.truncate_metrics(run_dir, state.epoch)
-        reporter = reporter_factory(run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None)
+        reporter = reporter_factory(
+            run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None
+        )
         try:
             loop(config, state, images.to(device), precision, reporter, meter)
         except OSError as error:  # TensorBoard's writer reports a full disk late, from its own thread
-            raise OutputError(f"could not write to {run_dir}: {describe(error)}; "
-                              f"the checkpoints saved so far are intact") from None
+            raise OutputError(
+                f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
+            ) from None
         finally:
             reporter.close()
     return run_dir
 
 
-def loop(config: Config, state: TrainingState, images: torch.Tensor, precision: torch.dtype, reporter: Reporter,
-         meter: QualityMeter | None) -> None:
+def loop(
+    config: Config,
+    state: TrainingState,
+    images: torch.Tensor,
+    precision: torch.dtype,
+    reporter: Reporter,
+    meter: QualityMeter | None,
+) -> None:
     with StopSignals() as stop:
         while state.epoch < config.epochs:
             train_epoch(config, state, images, precision, reporter, stop)
@@ -155,17 +176,31 @@ def loop(config: Config, state: TrainingState, images: torch.Tensor, precision: 
 def check_same_data(state: TrainingState, found: str) -> None:
     """A resumed run must train on the data it started with (a changed set would silently skip batches)."""
     if state.data and state.data != found:
-        raise DataError(f"the training data changed since this run started: its checkpoint was trained on "
-                        f"{state.data}, --data-dir now holds {found}; resume with the same data or start a new run")
+        raise DataError(
+            f"the training data changed since this run started: its checkpoint was trained on "
+            f"{state.data}, --data-dir now holds {found}; resume with the same data or start a new run"
+        )
     state.data = found
 
 
-def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, precision: torch.dtype,
-                reporter: Reporter, stop: StopSignals) -> None:
+def train_epoch(
+    config: Config,
+    state: TrainingState,
+    images: torch.Tensor,
+    precision: torch.dtype,
+    reporter: Reporter,
+    stop: StopSignals,
+) -> None:
     """Train the rest of state.epoch; on SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
     reporter.start_epoch(state.epoch, state.batches_done)
-    batches = epoch_batches(images, batch_size=config.batch_size, seed=config.seed, epoch=state.epoch,
-                            start=state.batches_done, max_batches=config.max_batches)
+    batches = epoch_batches(
+        images,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        epoch=state.epoch,
+        start=state.batches_done,
+        max_batches=config.max_batches,
+    )
     clock = time.perf_counter()
     for real in batches:
         stats = train_step(state, real, config.latent_dim, precision)
@@ -174,8 +209,10 @@ def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, prec
         state.step += 1
         state.batches_done += 1
         if not all(math.isfinite(value) for value in stats.values()):
-            raise TrainingDiverged(f"training diverged at step {state.step} (epoch {state.epoch}): {stats}; "
-                                   f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}")
+            raise TrainingDiverged(
+                f"training diverged at step {state.step} (epoch {state.epoch}): {stats}; "
+                f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}"
+            )
         reporter.log_step(state.step, stats, len(real))
         if config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
@@ -185,8 +222,9 @@ def train_epoch(config: Config, state: TrainingState, images: torch.Tensor, prec
             raise interrupted(config, state, stop.signal_number, path)
 
 
-def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None,
-                 stop: StopSignals) -> Path:
+def finish_epoch(
+    config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None, stop: StopSignals
+) -> Path:
     """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt).
 
     A signal during the evaluation abandons it: the checkpoint is what must be saved before a supervisor's
@@ -207,8 +245,13 @@ def finish_epoch(config: Config, state: TrainingState, reporter: Reporter, meter
     state.elapsed += time.perf_counter() - clock
     state.epoch, state.batches_done = finished + 1, 0
     if metrics is not None:
-        record = {"epoch": finished, "step": state.step, "elapsed": round(state.elapsed, 2),
-                  "eval_seconds": round(eval_seconds, 2), **metrics}
+        record = {
+            "epoch": finished,
+            "step": state.step,
+            "elapsed": round(state.elapsed, 2),
+            "eval_seconds": round(eval_seconds, 2),
+            **metrics,
+        }
         reporter.log_metrics(record)
     payload = state_payload(state, config)
     improved = metrics is not None and metrics["fid"] < state.best_fid
@@ -227,7 +270,9 @@ def interrupted(config: Config, state: TrainingState, signal_number: int, saved:
     name = signal.Signals(signal_number).name
     return TrainingInterrupted(
         f"{name}: stopped at epoch {state.epoch}, batch {state.batches_done} (step {state.step}); saved {saved}.\n"
-        f"Resume with: python -m mnist_gan main --resume --run-dir {shlex.quote(config.run_dir)}", signal_number)
+        f"Resume with: python -m mnist_gan main --resume --run-dir {shlex.quote(config.run_dir)}",
+        signal_number,
+    )
 
 
 @torch.no_grad()

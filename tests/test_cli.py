@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -14,24 +13,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnist_gan.__main__ import app
+from helpers import assert_clean_failure, run
 from mnist_gan.data import TORCHVISION_DATASETS
 
 runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def assert_clean_failure(result, code: int, *phrases: str) -> None:
-    """Non-zero exit with the message, and no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # usage errors come in a rich panel
-    for phrase in phrases:
-        assert phrase in text, result.output
 
 
 def test_help_lists_the_commands() -> None:
@@ -40,8 +25,23 @@ def test_help_lists_the_commands() -> None:
     for command in ("main", "plot-checkpoint", "generate"):
         assert command in result.output
     main_help = run("main", "--help").output
-    for flag in ("--epochs", "--batch-size", "--lr", "--b1", "--b2", "--latent-dim", "--img-size", "--sample-interval",
-                 "--arch", "--dataset", "--data-dir", "--run-dir", "--seed", "--device", "--resume"):
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--b1",
+        "--b2",
+        "--latent-dim",
+        "--img-size",
+        "--sample-interval",
+        "--arch",
+        "--dataset",
+        "--data-dir",
+        "--run-dir",
+        "--seed",
+        "--device",
+        "--resume",
+    ):
         assert flag in main_help
 
 
@@ -52,8 +52,17 @@ def test_generate_png_and_npz(trained_run: Path, tmp_path: Path) -> None:
         assert grid.size == (3 * 30 + 2, 3 * 30 + 2)  # 8 images in a 3 x 3 grid
 
     for name in ("a.npz", "b.npz"):
-        result = run("generate", "--checkpoint", trained_run / "generator.pth", "--num-images", 5, "--seed", 7,
-                     "--out", tmp_path / name)
+        result = run(
+            "generate",
+            "--checkpoint",
+            trained_run / "generator.pth",
+            "--num-images",
+            5,
+            "--seed",
+            7,
+            "--out",
+            tmp_path / name,
+        )
         assert result.exit_code == 0, result.output
     first, second = np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"]
     assert first.shape == (5, 28, 28) and first.dtype == np.uint8
@@ -70,17 +79,20 @@ def test_plot_checkpoint_renders_a_titled_grid(trained_run: Path, tmp_path: Path
         assert len(np.unique(np.asarray(figure.convert("L")))) > 10  # a real picture, not a blank canvas
 
 
-@pytest.mark.parametrize("args, code, phrase", [
-    (["--arch", "transformer"], 2, "is not one of: dcgan, mlp"),
-    (["--epochs", "-1"], 2, "--epochs"),
-    (["--lr", "0"], 2, "--lr: lr must be in (0, 1)"),
-    # in range for the flag parser, but they crashed once training started (#8.11): refused up front now
-    (["--batch-size", "1"], 2, "--batch-size: batch_size must be between 2"),
-    (["--channels", "3"], 2, "mnist images have 1 channel(s)"),
-    (["--eval-samples", "3"], 2, "--eval-samples: eval_samples must be between 100"),
-    (["--dataset", "cifar"], 2, "is not one of"),
-    (["--device", "tpu"], 2, "is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, code, phrase",
+    [
+        (["--arch", "transformer"], 2, "is not one of: dcgan, mlp"),
+        (["--epochs", "-1"], 2, "--epochs"),
+        (["--lr", "0"], 2, "--lr: lr must be in (0, 1)"),
+        # in range for the flag parser, but they crashed once training started (#8.11): refused up front now
+        (["--batch-size", "1"], 2, "--batch-size: batch_size must be between 2"),
+        (["--channels", "3"], 2, "mnist images have 1 channel(s)"),
+        (["--eval-samples", "3"], 2, "--eval-samples: eval_samples must be between 100"),
+        (["--dataset", "cifar"], 2, "is not one of"),
+        (["--device", "tpu"], 2, "is not one of"),
+    ],
+)
 def test_bad_flags_are_usage_errors(args: list[str], code: int, phrase: str) -> None:
     assert_clean_failure(run("main", *args), code, phrase)
 
@@ -104,8 +116,12 @@ def test_missing_and_corrupt_checkpoints(tmp_path: Path, trained_run: Path) -> N
     assert_clean_failure(run("plot-checkpoint", "--run-dir", tmp_path / "empty-run"), 1, "no checkpoint in")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((trained_run / "generator.pth").read_bytes()[:2000])
-    assert_clean_failure(run("generate", "--checkpoint", corrupt, "--out", tmp_path / "x.png"), 1,
-                         str(corrupt), "not a readable mnist_gan checkpoint")
+    assert_clean_failure(
+        run("generate", "--checkpoint", corrupt, "--out", tmp_path / "x.png"),
+        1,
+        str(corrupt),
+        "not a readable mnist_gan checkpoint",
+    )
     assert not (tmp_path / "x.png").exists()
 
 
@@ -121,12 +137,27 @@ def test_existing_run_is_not_overwritten(trained_run: Path, tmp_path: Path, data
 def test_python_dash_m_main_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     """The real entry point in a subprocess: train, resume for one more epoch, generate."""
     command = [sys.executable, "-m", "mnist_gan"]
-    common = ["--data-dir", str(data_dir), "--max-batches", "5", "--batch-size", "32", "--width", "8",
-              "--eval-samples", "200"]
+    common = [
+        "--data-dir",
+        str(data_dir),
+        "--max-batches",
+        "5",
+        "--batch-size",
+        "32",
+        "--width",
+        "8",
+        "--eval-samples",
+        "200",
+    ]
     subprocess.run([*command, "main", "--epochs", "1", *common], cwd=tmp_path, check=True, capture_output=True)
     run_dir = next((tmp_path / "runs").iterdir())  # the default run folder, named by date and time
-    subprocess.run([*command, "main", "--resume", "--epochs", "2"], cwd=tmp_path, check=True, capture_output=True,
-                   env={**__import__("os").environ, "MNIST_GAN_DATA_DIR": str(data_dir)})
+    subprocess.run(
+        [*command, "main", "--resume", "--epochs", "2"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env={**__import__("os").environ, "MNIST_GAN_DATA_DIR": str(data_dir)},
+    )
     assert (run_dir / "checkpoints" / "epoch_001.pt").exists()
     subprocess.run([*command, "generate"], cwd=tmp_path, check=True, capture_output=True)
     with Image.open(tmp_path / "fake_images.png") as grid:

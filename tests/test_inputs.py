@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_clean_failure, copy_raw_data, run, write_idx
 from mnist_gan import checkpoints, resume
 from mnist_gan.errors import MnistGanError
 from mnist_gan.evaluation import load_images_file
 from mnist_gan.metrics import QualityMeter
-from conftest import copy_raw_data, write_idx
-from test_cli import assert_clean_failure, run
 
 
 def crafted(source: Path, destination: Path, change) -> Path:
@@ -39,20 +38,24 @@ def set_config(key, value):
     return lambda payload: payload["config"].__setitem__(key, value)
 
 
-@pytest.mark.parametrize("change, phrase", [
-    (lambda payload: payload.pop("config"), "a config must be a dict"),
-    (set_key("config", None), "a config must be a dict"),
-    (set_key("config", "mlp"), "a config must be a dict"),
-    (set_config("latent_dim", "100"), "latent_dim must be a int"),
-    (set_config("latent_dim", 100.0), "latent_dim must be a int"),
-    (set_config("latent_dim", 10**13), "latent_dim must be between 1 and 4,096"),
-    (set_config("img_size", 700), "img_size must be between 8 and 256"),
-    (set_key("version", "1"), "version must be an integer"),
-    (lambda payload: payload.pop("generator"), "generator must be a dict of tensors"),
-    (set_key("generator", [1, 2]), "generator must be a dict of tensors"),
-])
-def test_crafted_checkpoints_are_refused_before_anything_is_built(change, phrase: str, trained_run: Path,
-                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "change, phrase",
+    [
+        (lambda payload: payload.pop("config"), "a config must be a dict"),
+        (set_key("config", None), "a config must be a dict"),
+        (set_key("config", "mlp"), "a config must be a dict"),
+        (set_config("latent_dim", "100"), "latent_dim must be a int"),
+        (set_config("latent_dim", 100.0), "latent_dim must be a int"),
+        (set_config("latent_dim", 10**13), "latent_dim must be between 1 and 4,096"),
+        (set_config("img_size", 700), "img_size must be between 8 and 256"),
+        (set_key("version", "1"), "version must be an integer"),
+        (lambda payload: payload.pop("generator"), "generator must be a dict of tensors"),
+        (set_key("generator", [1, 2]), "generator must be a dict of tensors"),
+    ],
+)
+def test_crafted_checkpoints_are_refused_before_anything_is_built(
+    change, phrase: str, trained_run: Path, tmp_path: Path
+) -> None:
     """#8.14: bad fields gave AttributeError/KeyError/TypeError; huge sizes allocated gigabytes first."""
     path = crafted(trained_run / "generator.pth", tmp_path / "crafted.pth", change)
     started = time.perf_counter()
@@ -71,15 +74,19 @@ def test_resume_skips_a_newest_checkpoint_that_does_not_fit_its_model(trained_ru
     torch.save(payload, newest)
     warnings: list[str] = []
     resume(run_dir, {"epochs": 2, "eval_every": 0}, warn=warnings.append)
-    assert any("skipping broken checkpoint" in warning and "epoch_001.pt does not fit" in warning for warning in warnings)
+    assert any(
+        "skipping broken checkpoint" in warning and "epoch_001.pt does not fit" in warning for warning in warnings
+    )
     assert any("resuming" in warning and "epoch_000.pt" in warning for warning in warnings)
     assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 2
 
 
 def test_weight_mismatch_names_the_weights(trained_run: Path, tmp_path: Path) -> None:
     """#8.19: the mismatch error kept only its first line, "Error(s) in loading state_dict"."""
+
     def widen(payload):
         payload["config"]["width"] = 16  # the weights are for width 8
+
     path = crafted(trained_run / "generator.pth", tmp_path / "wide.pth", widen)
     result = run("generate", "--checkpoint", path, "--out", tmp_path / "x.png")
     assert_clean_failure(result, 1, "weights do not fit a dcgan generator", "size mismatch for")
@@ -87,12 +94,16 @@ def test_weight_mismatch_names_the_weights(trained_run: Path, tmp_path: Path) ->
 
 def test_nan_weights_are_refused_before_sampling_or_scoring(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
     """#8.9: FID segfaulted in oneMKL on NaN features; generate wrote black images without a word."""
+
     def poison(payload):
         name = next(iter(payload["generator"]))
         payload["generator"][name] = torch.full_like(payload["generator"][name], float("nan"))
+
     path = crafted(trained_run / "generator.pth", tmp_path / "nan.pth", poison)
-    for command in (["generate", "--checkpoint", path, "--out", tmp_path / "x.png"],
-                    ["evaluate", "--checkpoint", path, "--data-dir", data_dir, "--num-images", "100"]):
+    for command in (
+        ["generate", "--checkpoint", path, "--out", tmp_path / "x.png"],
+        ["evaluate", "--checkpoint", path, "--data-dir", data_dir, "--num-images", "100"],
+    ):
         assert_clean_failure(run(*command), 1, "NaN or infinite weights", "earlier checkpoint")
     assert not (tmp_path / "x.png").exists()
     meter = QualityMeter("mnist", data_dir)
@@ -102,14 +113,19 @@ def test_nan_weights_are_refused_before_sampling_or_scoring(trained_run: Path, t
 
 def real_digits(data_dir: Path, count: int) -> np.ndarray:
     raw = data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
-    return np.fromfile(raw, dtype=np.uint8, offset=16)[:count * 784].reshape(count, 28, 28)
+    return np.fromfile(raw, dtype=np.uint8, offset=16)[: count * 784].reshape(count, 28, 28)
 
 
 def test_evaluate_accepts_the_common_image_layouts(tmp_path: Path, data_dir: Path) -> None:
     """#8.10: RGB, channel-first and plain .npy arrays gave tracebacks; they are converted now."""
     digits = real_digits(data_dir, 200)
-    layouts = {"grey.npz": digits, "rgb.npz": np.repeat(digits[..., None], 3, axis=3),
-               "first.npz": digits[:, None], "last.npz": digits[..., None], "plain.npy": digits}
+    layouts = {
+        "grey.npz": digits,
+        "rgb.npz": np.repeat(digits[..., None], 3, axis=3),
+        "first.npz": digits[:, None],
+        "last.npz": digits[..., None],
+        "plain.npy": digits,
+    }
     for name, array in layouts.items():
         path = tmp_path / name
         np.save(path, array) if name.endswith(".npy") else np.savez(path, images=array)
@@ -175,24 +191,47 @@ def damage(data_root: Path, name: str, content: bytes) -> Path:
 
 def test_damaged_data_files_are_named(tmp_path: Path, data_dir: Path) -> None:
     """#8.15: garbage labels gave an IndexError; a truncated file was reported as missing."""
-    common = ["--arch", "dcgan", "--width", "8", "--batch-size", "32", "--max-batches", "2", "--epochs", "1",
-              "--no-download", "--run-dir", tmp_path / "run"]
+    common = [
+        "--arch",
+        "dcgan",
+        "--width",
+        "8",
+        "--batch-size",
+        "32",
+        "--max-batches",
+        "2",
+        "--epochs",
+        "1",
+        "--no-download",
+        "--run-dir",
+        tmp_path / "run",
+    ]
     root = copy_raw_data(data_dir, tmp_path / "labels")
     labels = np.fromfile(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", dtype=np.uint8, offset=8).copy()
     labels[5] = 200
     write_idx(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", labels, 2049)
-    assert_clean_failure(run("main", "--data-dir", root, *common), 1, "t10k-labels-idx1-ubyte is damaged",
-                         "labels must be 0..9, found 0..200")
+    assert_clean_failure(
+        run("main", "--data-dir", root, *common),
+        1,
+        "t10k-labels-idx1-ubyte is damaged",
+        "labels must be 0..9, found 0..200",
+    )
 
     root = copy_raw_data(data_dir, tmp_path / "truncated")
     images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:1_000_000])
-    assert_clean_failure(run("main", "--data-dir", root, *common), 1, "train-images-idx3-ubyte is truncated or damaged",
-                         "47,040,016 bytes")
+    assert_clean_failure(
+        run("main", "--data-dir", root, *common),
+        1,
+        "train-images-idx3-ubyte is truncated or damaged",
+        "47,040,016 bytes",
+    )
 
     root = copy_raw_data(data_dir, tmp_path / "foreign")
     damage(root, "train-labels-idx1-ubyte", b"<html>not found</html>")
-    assert_clean_failure(run("main", "--data-dir", root, *common), 1, "train-labels-idx1-ubyte is not an MNIST labels file")
+    assert_clean_failure(
+        run("main", "--data-dir", root, *common), 1, "train-labels-idx1-ubyte is not an MNIST labels file"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -203,19 +242,44 @@ def test_a_folder_of_gz_files_works_offline(tmp_path: Path, data_dir: Path) -> N
     for path in (data_dir / "MNIST" / "raw").iterdir():
         with gzip.open(raw / f"{path.name}.gz", "wb", compresslevel=1) as archive:
             archive.write(path.read_bytes())
-    result = run("main", "--data-dir", tmp_path / "data", "--no-download", "--arch", "dcgan", "--width", "8",
-                 "--batch-size", "32", "--max-batches", "2", "--epochs", "1", "--eval-every", "0",
-                 "--run-dir", tmp_path / "run")
+    result = run(
+        "main",
+        "--data-dir",
+        tmp_path / "data",
+        "--no-download",
+        "--arch",
+        "dcgan",
+        "--width",
+        "8",
+        "--batch-size",
+        "32",
+        "--max-batches",
+        "2",
+        "--epochs",
+        "1",
+        "--eval-every",
+        "0",
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "generator.pth").is_file()
 
 
 def test_resizing_the_dataset_works_in_chunks(data_dir: Path) -> None:
     """#8.17: --img-size 64 cost +2.8 GB (the whole set resized in float at once); now about its uint8 size."""
-    program = ("import resource, sys; from mnist_gan.data import load_dataset\n"
-               "images, _ = load_dataset('mnist', sys.argv[1], img_size=int(sys.argv[2]), download=False)\n"
-               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
-    peak = {size: int(subprocess.run([sys.executable, "-c", program, str(data_dir), str(size)], check=True,
-                                     capture_output=True, text=True).stdout) for size in (28, 64)}
+    program = (
+        "import resource, sys; from mnist_gan.data import load_dataset\n"
+        "images, _ = load_dataset('mnist', sys.argv[1], img_size=int(sys.argv[2]), download=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    peak = {
+        size: int(
+            subprocess.run(
+                [sys.executable, "-c", program, str(data_dir), str(size)], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for size in (28, 64)
+    }
     uint8_size = 60_000 * 64 * 64
     assert peak[64] - peak[28] < 2 * uint8_size, peak  # float32 at once would be 4x, plus the interpolation's copies

@@ -10,13 +10,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnist_gan import train
+from helpers import quick_config, read_events
+from mnist_gan import checkpoints, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
 from mnist_gan.evaluator import load_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter
-from conftest import quick_config
-from test_training import read_events
 
 N = 2000
 
@@ -70,13 +69,28 @@ def test_training_logs_metrics_and_keeps_best(trained_run: Path) -> None:
     events = read_events(trained_run)
     for name in METRICS:
         assert len(events.Scalars(f"metrics/{name}")) == 2
-    assert (trained_run / "best.pt").is_file()
+    best_record = min(records, key=lambda record: record["fid"])
+    best = checkpoints.load_file(trained_run / "best.pt")
+    assert best["epochs_done"] == best_record["epoch"] + 1  # the epoch with the lowest FID, not the last one
+    assert best["best_fid"] == best_record["fid"]
 
 
 def test_evaluate_prints_every_metric_beside_the_reference(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "scores.json"
-    result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(trained_run), "--num-images", "500",
-                                      "--data-dir", str(data_dir), "--json", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--run-dir",
+            str(trained_run),
+            "--num-images",
+            "500",
+            "--data-dir",
+            str(data_dir),
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in METRICS:
         assert name in result.output
@@ -89,8 +103,15 @@ def test_evaluate_prints_every_metric_beside_the_reference(trained_run: Path, tm
 def test_evaluate_scores_an_npz_from_generate(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
     runner = CliRunner()
     npz = tmp_path / "fake.npz"
-    assert runner.invoke(app, ["generate", "--run-dir", str(trained_run), "--num-images", "300", "--out", str(npz)]).exit_code == 0
-    result = runner.invoke(app, ["evaluate", "--images", str(npz), "--data-dir", str(data_dir), "--json", str(tmp_path / "s.json")])
+    assert (
+        runner.invoke(
+            app, ["generate", "--run-dir", str(trained_run), "--num-images", "300", "--out", str(npz)]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["evaluate", "--images", str(npz), "--data-dir", str(data_dir), "--json", str(tmp_path / "s.json")]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text())["num_images"] == 300
 
@@ -98,7 +119,9 @@ def test_evaluate_scores_an_npz_from_generate(trained_run: Path, tmp_path: Path,
 def test_compare_two_runs(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
     other = train(quick_config(tmp_path / "mlp", arch="mlp", lr=1e-3))
     out, markdown = tmp_path / "comparison.png", tmp_path / "comparison.md"
-    result = CliRunner().invoke(app, ["compare", str(trained_run), str(other), "--out", str(out), "--markdown", str(markdown)])
+    result = CliRunner().invoke(
+        app, ["compare", str(trained_run), str(other), "--out", str(out), "--markdown", str(markdown)]
+    )
     assert result.exit_code == 0, result.output
     table = markdown.read_text()
     header = table.splitlines()[0]

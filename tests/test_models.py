@@ -35,17 +35,20 @@ def test_one_step_changes_both_models_and_losses_are_finite(arch: str, precision
     assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}
     assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
     assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
-    assert all(not torch.equal(a, b) for a, b in zip(before_g, state.generator.parameters()))
-    assert all(not torch.equal(a, b) for a, b in zip(before_d, state.discriminator.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before_g, state.generator.parameters(), strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(before_d, state.discriminator.parameters(), strict=True))
     assert all(p.requires_grad for p in state.discriminator.parameters())  # unfrozen after the G step
 
 
 def test_ema_follows_the_generator_but_lags() -> None:
     config = Config(arch="mlp", batch_size=16, ema_decay=0.99)
     state = new_state(config, torch.device("cpu"))
+    initial = state.ema.module.net[0].weight.detach().clone()
     for _ in range(3):
         train_step(state, torch.rand(16, 1, 28, 28) * 2 - 1, config.latent_dim, torch.float32)
     ema_weight = state.ema.module.net[0].weight
     raw_weight = state.generator.net[0].weight
-    assert not torch.equal(ema_weight, raw_weight)
+    assert not torch.equal(ema_weight, initial)  # it follows...
+    assert not torch.equal(ema_weight, raw_weight)  # ...but lags
+    assert (ema_weight - initial).norm() < (raw_weight - initial).norm()
     assert int(state.ema.n_averaged) == 3

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import DATA_DIR, assert_clean_failure, run, run_on_small_disk
 from mnist_gan import checkpoints
-from conftest import DATA_DIR, run_on_small_disk
-from test_cli import assert_clean_failure, run
 
 CLI = f"{shlex.quote(sys.executable)} -m mnist_gan"
 
@@ -27,24 +26,33 @@ def test_every_output_is_replaced_whole_on_a_full_disk(trained_run: Path, tmp_pa
     leave the earlier file intact (no truncated file, no temporary)."""
     disk, kept, good = tmp_path / "disk", tmp_path / "kept", tmp_path / "good"
     generator = trained_run / "generator.pth"
-    small = {"x.npz": ["generate", "--checkpoint", generator, "--num-images", "4", "--out"],
-             "plot.png": ["plot-checkpoint", "--checkpoint", generator, "--grid", "2", "--no-show", "--out"],
-             "comparison.png": ["compare", trained_run, "--out"],
-             "result.json": ["evaluate", "--checkpoint", generator, "--num-images", "100", "--data-dir", DATA_DIR, "--json"]}
+    small = {
+        "x.npz": ["generate", "--checkpoint", generator, "--num-images", "4", "--out"],
+        "plot.png": ["plot-checkpoint", "--checkpoint", generator, "--grid", "2", "--no-show", "--out"],
+        "comparison.png": ["compare", trained_run, "--out"],
+        "result.json": ["evaluate", "--checkpoint", generator, "--num-images", "100", "--data-dir", DATA_DIR, "--json"],
+    }
     for name, args in small.items():  # the good files, made in this process (fast)
         assert run(*args, good / name).exit_code == 0
-    big = {"x.npz": ["generate", "--checkpoint", generator, "--num-images", "1000", "--out"],
-           "plot.png": ["plot-checkpoint", "--checkpoint", generator, "--grid", "8", "--no-show", "--out"],
-           "comparison.png": ["compare", trained_run, trained_run, "--out"],
-           "result.json": ["evaluate", "--checkpoint", generator, "--num-images", "100", "--data-dir", DATA_DIR, "--json"]}
+    big = {
+        "x.npz": ["generate", "--checkpoint", generator, "--num-images", "1000", "--out"],
+        "plot.png": ["plot-checkpoint", "--checkpoint", generator, "--grid", "8", "--no-show", "--out"],
+        "comparison.png": ["compare", trained_run, trained_run, "--out"],
+        "result.json": ["evaluate", "--checkpoint", generator, "--num-images", "100", "--data-dir", DATA_DIR, "--json"],
+    }
     # One Python process runs the four commands (through the CLI's own entry, in-process): one torch import.
     commands = [[str(arg) for arg in args] + [str(disk / name)] for name, args in big.items()]
-    program = ("import json, sys; from typer.testing import CliRunner; from mnist_gan.__main__ import app\n"
-               "for args in json.loads(sys.argv[1]):\n"
-               "    result = CliRunner().invoke(app, args)\n"
-               "    print(json.dumps([result.exit_code, result.output, repr(result.exception)]))")
-    script = [f"cp {q(good)}/* {q(disk)}/", f"head -c 50000000 /dev/zero > {q(disk / 'filler')} 2>/dev/null",
-              f"{q(Path(sys.executable))} -c {shlex.quote(program)} {shlex.quote(json.dumps(commands))}"]
+    program = (
+        "import json, sys; from typer.testing import CliRunner; from mnist_gan.__main__ import app\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    print(json.dumps([result.exit_code, result.output, repr(result.exception)]))"
+    )
+    script = [
+        f"cp {q(good)}/* {q(disk)}/",
+        f"head -c 50000000 /dev/zero > {q(disk / 'filler')} 2>/dev/null",
+        f"{q(Path(sys.executable))} -c {shlex.quote(program)} {shlex.quote(json.dumps(commands))}",
+    ]
     result = run_on_small_disk(disk, "1m", "\n".join(script), kept)
     assert result.returncode == 0, result.stderr
     for line in result.stdout.splitlines():
@@ -65,8 +73,10 @@ def q(path: Path) -> str:
 def test_a_real_full_disk_stops_training_cleanly_with_a_resumable_checkpoint(tmp_path: Path, data_dir: Path) -> None:
     """#8.6: ENOSPC inside torch.save surfaced as RuntimeError("unexpected pos") and a traceback."""
     disk, kept = tmp_path / "disk", tmp_path / "kept"
-    command = (f"{CLI} main --data-dir {shlex.quote(str(data_dir))} --run-dir {shlex.quote(str(disk / 'run'))} "
-               f"--arch dcgan --width 8 --batch-size 32 --max-batches 3 --epochs 6 --eval-every 0 --keep-last 0")
+    command = (
+        f"{CLI} main --data-dir {shlex.quote(str(data_dir))} --run-dir {shlex.quote(str(disk / 'run'))} "
+        f"--arch dcgan --width 8 --batch-size 32 --max-batches 3 --epochs 6 --eval-every 0 --keep-last 0"
+    )
     result = run_on_small_disk(disk, "6m", f"{command}", kept)  # a checkpoint is 2.7 MB: two fit, not three
     assert result.returncode == 1, result.stderr
     message = " ".join(result.stderr.split())
@@ -113,7 +123,10 @@ def test_output_paths_are_checked_before_any_work(trained_run: Path, tmp_path: P
         (["generate", "--checkpoint", generator, "--out", a_file / "x.png"], "a-file is a file, not a folder"),
         (["generate", "--checkpoint", generator, "--out", locked], "is read-only"),
         (["generate", "--checkpoint", generator, "--out", tmp_path / "g" / "noext"], "must end in .png or .npz"),
-        (["plot-checkpoint", "--checkpoint", generator, "--no-show", "--out", tmp_path / "x.jpg"], "must end in .png or .pdf or .svg"),
+        (
+            ["plot-checkpoint", "--checkpoint", generator, "--no-show", "--out", tmp_path / "x.jpg"],
+            "must end in .png or .pdf or .svg",
+        ),
         (["compare", trained_run, "--out", tmp_path / "x.txt"], "must end in .png or .pdf or .svg"),
         (["compare", trained_run, "--markdown", a_file / "t.md"], "is a file, not a folder"),
         (["evaluate", "--checkpoint", generator, "--json", folder], "must end in .json"),
@@ -143,8 +156,12 @@ def test_huge_png_grids_are_refused_and_npz_arrays_are_made_in_uint8(trained_run
     """#8.17: 100,000 images to a PNG made a 3.4 GB, 9512-pixel image."""
     generator = trained_run / "generator.pth"
     started = time.perf_counter()
-    assert_clean_failure(run("generate", "--checkpoint", generator, "--num-images", "100000", "--out", tmp_path / "x.png"),
-                         1, "a PNG grid holds at most 1,024 images", "x.npz")
+    assert_clean_failure(
+        run("generate", "--checkpoint", generator, "--num-images", "100000", "--out", tmp_path / "x.png"),
+        1,
+        "a PNG grid holds at most 1,024 images",
+        "x.npz",
+    )
     assert time.perf_counter() - started < 5 and not (tmp_path / "x.png").exists()
     result = run("generate", "--checkpoint", generator, "--num-images", "3000", "--out", tmp_path / "x.npz")
     assert result.exit_code == 0, result.output

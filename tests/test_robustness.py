@@ -8,7 +8,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,30 +15,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
+from helpers import assert_clean_failure, cli_command, parameters, quick_config, runner, wait_for
 from mnist_gan import checkpoints, resume, train, trainer
 from mnist_gan.__main__ import app
 from mnist_gan.errors import CheckpointError, ConfigError, TrainingDiverged
-from conftest import quick_config
-from test_cli import assert_clean_failure
-from test_training import parameters
-
-runner = CliRunner()
-
-
-def cli_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_gan", "main", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--arch", "dcgan",
-            "--batch-size", "32", "--width", "8", "--eval-every", "0", "--sample-interval", "0", "--seed", "3", *extra]
-
-
-def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: float = 120) -> None:
-    folder, pattern = path_glob
-    deadline = time.monotonic() + timeout
-    while not list(folder.glob(pattern)):
-        assert process.poll() is None, process.stderr.read() if process.stderr else "training ended early"
-        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -69,13 +49,15 @@ def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signals", [1, 2])
-def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(signals: int, tmp_path: Path,
-                                                                         data_dir: Path) -> None:
+def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(
+    signals: int, tmp_path: Path, data_dir: Path
+) -> None:
     """#8.16: the signal was swallowed (exit 0, "finished"), or waited for the whole evaluation; two signals
     exited 130 without a checkpoint."""
     run_dir = tmp_path / "run"
-    command = cli_command(data_dir, run_dir, "--epochs", "1", "--max-batches", "10", "--eval-every", "1",
-                          "--eval-samples", "50000")  # an evaluation of many seconds
+    command = cli_command(
+        data_dir, run_dir, "--epochs", "1", "--max-batches", "10", "--eval-every", "1", "--eval-samples", "50000"
+    )  # an evaluation of many seconds
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     wait_for((run_dir / "images", "epoch_0.png"), process)  # drawn just before the evaluation starts
     time.sleep(0.5)
@@ -97,8 +79,9 @@ def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(signa
 @pytest.mark.slow
 def test_sigkill_leaves_earlier_checkpoints_loadable_and_resume_finishes(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "killed"
-    process = subprocess.Popen(cli_command(data_dir, run_dir, "--epochs", "4", "--max-batches", "150"),
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        cli_command(data_dir, run_dir, "--epochs", "4", "--max-batches", "150"), stderr=subprocess.PIPE, text=True
+    )
     wait_for((run_dir / "checkpoints", "epoch_001.pt"), process)
     process.kill()  # SIGKILL: no handler runs
     process.wait()
@@ -125,9 +108,11 @@ def test_malicious_checkpoint_is_refused_and_its_code_never_runs(tmp_path: Path)
     marker = tmp_path / "pwned"
     evil = tmp_path / "generator.pth"
     torch.save({"format": checkpoints.GENERATOR_FORMAT, "payload": MakesAMarker(marker)}, evil)
-    for command in (["generate", "--checkpoint", str(evil), "--out", str(tmp_path / "x.png")],
-                    ["plot-checkpoint", "--checkpoint", str(evil), "--no-show"],
-                    ["evaluate", "--checkpoint", str(evil)]):
+    for command in (
+        ["generate", "--checkpoint", str(evil), "--out", str(tmp_path / "x.png")],
+        ["plot-checkpoint", "--checkpoint", str(evil), "--no-show"],
+        ["evaluate", "--checkpoint", str(evil)],
+    ):
         assert_clean_failure(runner.invoke(app, command), 1, str(evil), "not a readable mnist_gan checkpoint")
     assert not marker.exists()
     with pytest.raises(CheckpointError):
@@ -177,7 +162,8 @@ def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_step = trainer.train_step
 
     def step_that_diverges(state, *args):
@@ -211,12 +197,30 @@ def test_keep_last_bounds_the_checkpoints(tmp_path: Path, data_dir: Path) -> Non
     assert (run_dir / "best.pt").is_file() and (run_dir / "generator.pth").is_file()
 
 
-NUMERIC_FLAGS = {"--epochs": int, "--batch-size": int, "--lr": float, "--b1": float, "--b2": float,
-                 "--latent-dim": int, "--img-size": int, "--channels": int, "--width": int, "--ema-decay": float,
-                 "--max-batches": int, "--sample-interval": int, "--log-every": int, "--eval-every": int,
-                 "--eval-samples": int, "--keep-last": int, "--seed": int}
-values = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-                   st.sampled_from(["", "abc", "1e400", "-0", "0x10", "nan"]))
+NUMERIC_FLAGS = {
+    "--epochs": int,
+    "--batch-size": int,
+    "--lr": float,
+    "--b1": float,
+    "--b2": float,
+    "--latent-dim": int,
+    "--img-size": int,
+    "--channels": int,
+    "--width": int,
+    "--ema-decay": float,
+    "--max-batches": int,
+    "--sample-interval": int,
+    "--log-every": int,
+    "--eval-every": int,
+    "--eval-samples": int,
+    "--keep-last": int,
+    "--seed": int,
+}
+values = st.one_of(
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "abc", "1e400", "-0", "0x10", "nan"]),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

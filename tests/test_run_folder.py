@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,14 +13,26 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from helpers import assert_clean_failure, cli_command, copy_raw_data, run, wait_for, write_idx
 from mnist_gan import checkpoints, resume
 from mnist_gan.devices import cpu_has_fast_bf16
-from conftest import copy_raw_data, quick_config, write_idx
-from test_cli import assert_clean_failure, run
-from test_robustness import cli_command, wait_for
 
-TINY = ("--arch", "dcgan", "--width", "8", "--batch-size", "32", "--max-batches", "2", "--epochs", "1",
-        "--eval-every", "0", "--sample-interval", "0")
+TINY = (
+    "--arch",
+    "dcgan",
+    "--width",
+    "8",
+    "--batch-size",
+    "32",
+    "--max-batches",
+    "2",
+    "--epochs",
+    "1",
+    "--eval-every",
+    "0",
+    "--sample-interval",
+    "0",
+)
 
 
 def test_planted_probe_symlink_never_truncates_a_file(tmp_path: Path, data_dir: Path) -> None:
@@ -65,8 +75,9 @@ def test_run_folder_without_checkpoints_is_not_reused(trained_run: Path, tmp_pat
 def test_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_path: Path, data_dir: Path) -> None:
     """#8.3: one process per run folder; the lock of a process killed with -9 does not block the next."""
     run_dir = tmp_path / "run"
-    first = subprocess.Popen(cli_command(data_dir, run_dir, "--epochs", "100", "--max-batches", "20"),
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        cli_command(data_dir, run_dir, "--epochs", "100", "--max-batches", "20"), stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for((run_dir / "checkpoints", "epoch_000.pt"), first)
         second = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True, timeout=120)
@@ -77,14 +88,16 @@ def test_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_p
     finally:
         first.kill()
         first.wait()
-    third = subprocess.run(cli_command(data_dir, run_dir, "--resume", "--epochs", "2"), capture_output=True,
-                           text=True, timeout=300)
+    third = subprocess.run(
+        cli_command(data_dir, run_dir, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=300
+    )
     assert third.returncode == 0, third.stderr
     assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] >= 2
 
 
-def test_newest_run_is_the_most_recently_modified(trained_run: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newest_run_is_the_most_recently_modified(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """#8.5: `runs/baseline` sorts after timestamps but is older; the default commands must not pick it."""
     baseline = Path(shutil.copytree(trained_run, tmp_path / "runs" / "baseline"))
     recent = Path(shutil.copytree(trained_run, tmp_path / "runs" / "2026-11-01_10-00-00"))
@@ -103,8 +116,11 @@ def test_resume_after_a_kill_drops_leftovers_duplicate_metrics_and_events(traine
     """#8.7: kill -9 after epoch 1's metrics line and events, before its checkpoint: resume must not repeat them."""
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     (run_dir / "checkpoints" / "epoch_001.pt").unlink()  # the checkpoint the kill prevented
-    leftovers = [run_dir / "checkpoints" / ".epoch_001.pt.0123456789ab.tmp",  # names of both versions' temporaries
-                 run_dir / "checkpoints" / ".epoch_001.0123456789ab.tmp.pt", run_dir / ".best.0123456789ab.tmp.pt"]
+    leftovers = [
+        run_dir / "checkpoints" / ".epoch_001.pt.0123456789ab.tmp",  # names of both versions' temporaries
+        run_dir / "checkpoints" / ".epoch_001.0123456789ab.tmp.pt",
+        run_dir / ".best.0123456789ab.tmp.pt",
+    ]
     for path in leftovers:
         path.write_bytes(b"\0" * 1_000_000)
     with open(run_dir / "metrics.jsonl", "a") as file:
@@ -119,13 +135,17 @@ def test_resume_after_a_kill_drops_leftovers_duplicate_metrics_and_events(traine
     assert steps == sorted(set(steps)) and steps[-1] == 12, steps  # epoch 1's steps once, not twice
 
 
-@pytest.mark.parametrize("flags, phrase", [
-    (["--data-dir", "no-such-folder", "--no-download"], "mnist is not in --data-dir"),
-    (["--batch-size", "65536"], "larger than the dataset"),
-    (["--precision", "bf16"], "bf16"),
-])
-def test_a_failed_start_leaves_no_run_folder(flags: list[str], phrase: str, tmp_path: Path, data_dir: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "flags, phrase",
+    [
+        (["--data-dir", "no-such-folder", "--no-download"], "mnist is not in --data-dir"),
+        (["--batch-size", "65536"], "larger than the dataset"),
+        (["--precision", "bf16"], "bf16"),
+    ],
+)
+def test_a_failed_start_leaves_no_run_folder(
+    flags: list[str], phrase: str, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """#8.8: an empty runs/<stamp> would become "the newest run" and block every default command."""
     monkeypatch.chdir(tmp_path)
     if "bf16" in flags and cpu_has_fast_bf16():

@@ -7,18 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from helpers import parameters, quick_config, read_events
 from mnist_gan import checkpoints, resume, train
 from mnist_gan.config import Config
-from conftest import quick_config
-
-
-def read_events(run_dir: Path) -> EventAccumulator:
-    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
-    events.Reload()
-    return events
 
 
 def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
@@ -46,13 +39,6 @@ def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
         assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8 x 8 images of 28 px with 2 px padding
     generator, config, epochs_done = checkpoints.load_generator(trained_run / "generator.pth")
     assert epochs_done == 2 and generator(torch.randn(3, config.latent_dim)).shape == (3, 1, 28, 28)
-
-
-def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
-    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
-    return {**{f"g.{k}": v for k, v in payload["generator"].items()},
-            **{f"d.{k}": v for k, v in payload["discriminator"].items()},
-            **{f"ema.{k}": v for k, v in payload["generator_ema"].items()}}
 
 
 def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:

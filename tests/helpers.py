@@ -1,0 +1,144 @@
+"""Helpers shared by the test modules: CLI invocation and checks, short real runs, data copies, small disks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
+
+from mnist_gan import checkpoints
+from mnist_gan.__main__ import app
+from mnist_gan.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+# Resolved: the tests run the CLI from other folders, and the README passes a relative path.
+DATA_DIR = Path(os.environ.get("MNIST_GAN_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+runner = CliRunner()
+
+
+def quick_config(run_dir: Path, **overrides) -> Config:
+    """A real run on MNIST small enough for seconds on a CPU."""
+    values = dict(
+        data_dir=str(DATA_DIR),
+        run_dir=str(run_dir),
+        arch="dcgan",
+        epochs=2,
+        batch_size=32,
+        max_batches=6,
+        width=8,
+        sample_interval=4,
+        log_every=2,
+        eval_samples=200,
+        seed=1,
+        download=False,
+    )
+    values.update(overrides)
+    return Config(**values)
+
+
+def copy_raw_data(data_dir: Path, destination: Path, dataset: str = "MNIST") -> Path:
+    """A writable copy of a dataset's raw files (to damage or trim); returns the new data root."""
+    raw = destination / dataset / "raw"
+    shutil.copytree(data_dir / dataset / "raw", raw)
+    for path in raw.iterdir():
+        path.chmod(0o644)  # ../shared is read-only
+    return destination
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    """An MNIST IDX file: big-endian magic and sizes, then the uint8 data."""
+    header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def run_on_small_disk(folder: Path, size: str, script: str, keep: Path) -> subprocess.CompletedProcess:
+    """Run a shell script with a real tmpfs of `size` mounted on `folder`, in a private mount namespace;
+    the tmpfs's files are copied to `keep` at the end (the mount vanishes with the namespace)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not available")
+    folder.mkdir(parents=True, exist_ok=True)
+    keep.mkdir(parents=True, exist_ok=True)
+    wrapped = (
+        f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))} || exit 99\n"
+        f"( {script} )\nstatus=$?\ncp -a {shlex.quote(str(folder))}/. {shlex.quote(str(keep))}/\nexit $status"
+    )
+    namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
+    result = subprocess.run([*namespace, "sh", "-c", wrapped], capture_output=True, text=True, timeout=300)
+    if result.returncode == 99 or "unshare failed" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    return result
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def assert_clean_failure(result, code: int, *phrases: str) -> None:
+    """Non-zero exit with the message, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # usage errors come in a rich panel
+    for phrase in phrases:
+        assert phrase in text, result.output
+
+
+def cli_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mnist_gan",
+        "main",
+        "--data-dir",
+        str(data_dir),
+        "--run-dir",
+        str(run_dir),
+        "--arch",
+        "dcgan",
+        "--batch-size",
+        "32",
+        "--width",
+        "8",
+        "--eval-every",
+        "0",
+        "--sample-interval",
+        "0",
+        "--seed",
+        "3",
+        *extra,
+    ]
+
+
+def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: float = 120) -> None:
+    folder, pattern = path_glob
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob(pattern)):
+        assert process.poll() is None, process.stderr.read() if process.stderr else "training ended early"
+        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+        time.sleep(0.05)
+
+
+def read_events(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
+    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
+    return {
+        **{f"g.{k}": v for k, v in payload["generator"].items()},
+        **{f"d.{k}": v for k, v in payload["discriminator"].items()},
+        **{f"ema.{k}": v for k, v in payload["generator_ema"].items()},
+    }
