@@ -18,7 +18,7 @@ from common import DATA_DIR, MnistGanLoop, machine
 from time_to_quality import parse_overrides
 
 from mnist_gan.config import Config
-from mnist_gan.metrics import QualityMeter
+from mnist_gan.evaluation import quality_meter
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = sorted(int(value) for value in args.steps.split(","))
-    meter = QualityMeter("mnist", DATA_DIR)
+    meter = quality_meter("mnist", DATA_DIR)
     print(f"machine: {machine()}")
     print("| config | steps | train s | FID | IS | classes | class KL | precision | recall |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

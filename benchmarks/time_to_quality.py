@@ -16,7 +16,7 @@ import torch
 from common import DATA_DIR, ClassicLoop, MnistGanLoop, machine, train_with_snapshots
 
 from mnist_gan.config import Config
-from mnist_gan.metrics import QualityMeter
+from mnist_gan.evaluation import quality_meter
 
 NUM_IMAGES = 10_000
 TARGET_IS = 8.5
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     budgets = [float(value) * 60 for value in args.budgets.split(",")]
-    meter = QualityMeter("mnist", DATA_DIR)
+    meter = quality_meter("mnist", DATA_DIR)
     print(f"machine: {machine()}")
     rows = []
     for name in args.loops.split(","):

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from . import checkpoints, sampling
-from .config import ARCHITECTURES, DATASETS, DEVICES, PRECISIONS, Config
+from .config import ARCHITECTURES, DATASETS, DEVICES, Config
 from .errors import MnistGanError, OutputError, TrainingInterrupted
 from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES
@@ -104,13 +104,9 @@ def terminate(number: int, frame: object) -> None:
     raise SystemExit(128 + number)
 
 
-def explicit_options(ctx: typer.Context, values: dict) -> dict:
-    """The options the user set (on the command line or through an environment variable)."""
-    return {
-        name: value
-        for name, value in values.items()
-        if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
-    }
+def was_given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set an option (on the command line or through an environment variable)."""
+    return ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 @app.command("main")
@@ -124,19 +120,13 @@ def main(
     latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
     img_size: Annotated[int, typer.Option(help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
     channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
-    arch: Annotated[
-        str, typer.Option(callback=choice(ARCHITECTURES), help=f"Architecture: {', '.join(ARCHITECTURES)}.")
-    ] = DEFAULTS.arch,
+    arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
     width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")
     ] = DEFAULTS.ema_decay,
-    precision: Annotated[
-        str, typer.Option(callback=choice(PRECISIONS), help="auto (bf16 where fast), fp32 or bf16.")
-    ] = DEFAULTS.precision,
-    dataset: Annotated[
-        str, typer.Option(callback=choice(tuple(DATASETS)), help=f"Dataset: {', '.join(DATASETS)}.")
-    ] = DEFAULTS.dataset,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
     data_dir: Annotated[
         str,
         typer.Option(
@@ -166,9 +156,7 @@ def main(
         int, typer.Option(help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")
     ] = DEFAULTS.keep_last,
     seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
-    device: Annotated[
-        str, typer.Option(callback=choice(DEVICES), help=f"Device: {', '.join(DEVICES)}.")
-    ] = DEFAULTS.device,
+    device: Annotated[str, typer.Option(help=f"Device: {', '.join(DEVICES)}.")] = DEFAULTS.device,
     resume: Annotated[
         bool,
         typer.Option(
@@ -178,16 +166,22 @@ def main(
     ] = False,
 ) -> None:
     """Train a GAN, logging to TensorBoard and checkpointing every epoch."""
-    values = {name: value for name, value in locals().items() if name not in ("ctx", "resume")}
     from . import trainer  # heavy (TensorBoard, torchmetrics): imported only by the commands that train
 
+    options = {  # Config checks every value (ConfigError exits 2, naming the flag)
+        "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
+        "arch": arch, "latent_dim": latent_dim, "width": width, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches,
+        "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
+        "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,
+    }  # fmt: skip
     with user_errors():
         if resume:
             run = Path(run_dir) if run_dir else newest_run()
-            overrides = {key: value for key, value in explicit_options(ctx, values).items() if key != "run_dir"}
-            trainer.resume(run, overrides, warn=console.print)
+            given = {name: value for name, value in options.items() if name != "run_dir" and was_given(ctx, name)}
+            trainer.resume(run, given, warn=console.print)
         else:
-            trainer.train(Config(**values))
+            trainer.train(Config(**options))
 
 
 DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]
@@ -286,7 +280,10 @@ def evaluate_command(
     dataset: Annotated[
         Optional[str], typer.Option(help="Dataset to compare with; default: the checkpoint's (mnist for --images).")
     ] = None,
-    data_dir: DataDirOption = DEFAULTS.data_dir,
+    data_dir: Annotated[
+        Optional[str],
+        typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root; default: the one the run was trained with."),
+    ] = None,
     num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = 10_000,
     json_out: Annotated[
         Optional[Path],

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from . import checkpoints, runs
+from . import checkpoints, formats, runs
 from .config import MIN_EVAL_SAMPLES, Config
+from .data import load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError
-from .evaluator import save_evaluator, train_evaluator
-from .metrics import MAX_EVAL_SAMPLES, METRICS, QualityMeter, real_reference
+from .evaluator import load_evaluator, save_evaluator, train_evaluator
+from .metrics import MAX_EVAL_SAMPLES, METRICS, QualityMeter, fixed_subset
 from .sampling import sample_images
 
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
@@ -27,10 +28,24 @@ def build_evaluator(
 ) -> dict[str, Any]:
     """Train the evaluator, measure the real-data reference with it, and save both in one file."""
     evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs, log=log)
-    save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy)
-    reference = real_reference(QualityMeter(dataset, data_dir, evaluator_path=out), dataset, data_dir)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False)
+    train_images, _ = load_dataset(dataset, data_dir, train=True)
+    reference = QualityMeter(evaluator, test_images, test_labels).score(fixed_subset(train_images))
     save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference)
     return {"test_accuracy": accuracy, "reference": reference}
+
+
+def quality_meter(
+    dataset: str,
+    data_dir: str | Path,
+    device: torch.device | str = "cpu",
+    evaluator_path: Path | None = None,
+    download: bool = True,
+) -> QualityMeter:
+    """The shipped (or a given) evaluator and the dataset's test split, ready to score generated images."""
+    evaluator, metadata = load_evaluator(dataset, evaluator_path, device)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
+    return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
 
 
 def load_images_file(path: Path) -> torch.Tensor:
@@ -90,7 +105,7 @@ def evaluate(
     run_dir: Path | None = None,
     images: Path | None = None,
     dataset: str | None = None,
-    data_dir: str = "data",
+    data_dir: str | None = None,
     num_images: int = 10_000,
     seed: int = 0,
     device: str = "auto",
@@ -106,13 +121,13 @@ def evaluate(
                 f"--images {images} holds {len(fake):,} images; the metrics need "
                 f"{MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} (fewer mean nothing)"
             )
-        source, dataset = images, dataset or "mnist"
+        source, dataset, data_dir = images, dataset or "mnist", data_dir or "data"
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
         fake = sample_images(generator, num_images, config.latent_dim, seed=seed)
-        dataset = dataset or config.dataset
-    meter = QualityMeter(dataset, data_dir, torch_device)
+        dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
+    meter = quality_meter(dataset, data_dir, torch_device)
     return {
         "source": str(source),
         "dataset": dataset,
@@ -147,7 +162,7 @@ def format_value(value: float) -> str:
 def load_run_summary(run_dir: Path, warn: Callable[[str], None] = print) -> dict[str, Any]:
     """A run's config, its metrics per epoch (metrics.jsonl) and its losses (TensorBoard)."""
     path = checkpoints.latest_checkpoint(run_dir)
-    payload = checkpoints.load_file(path, (checkpoints.CHECKPOINT_FORMAT,))
+    payload = formats.load(path, (formats.CHECKPOINT,))
     history = []
     for record in runs.read_metrics(run_dir, warn=warn):  # a killed run's half-written last line is skipped
         if all(isinstance(record.get(key), (int, float)) for key in SUMMARY_KEYS):

@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import atomic_save
+from . import formats
 from .data import load_dataset, to_unit_range
 from .errors import CheckpointError
 
-EVALUATOR_FORMAT = "mnist_gan.evaluator"
 FEATURES = 128
 EVALUATOR_SIZE = 28  # generated images of other sizes are resized to this
 
@@ -82,19 +81,13 @@ def load_evaluator(
 ) -> tuple[Evaluator, dict[str, Any]]:
     """The shipped (or a given) evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
     path = path or packaged_weights(dataset)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    if not path.is_file():
         raise CheckpointError(
             f"no evaluator for {dataset} at {path}; create it with "
             f"`python -m mnist_gan train-evaluator --dataset {dataset}`"
-        ) from None
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable evaluator: {str(error).splitlines()[0]}") from None
-    if not isinstance(payload, dict) or payload.get("format") != EVALUATOR_FORMAT:
-        raise CheckpointError(f"{path} is not an mnist_gan evaluator file")
-    evaluator = Evaluator()
-    evaluator.load_state_dict(payload["state_dict"])
+        )
+    payload = formats.load(path, (formats.EVALUATOR,))
+    evaluator = formats.load_weights(Evaluator(), payload["state_dict"], path, "the evaluator")
     metadata = {key: value for key, value in payload.items() if key != "state_dict"}
     return evaluator.to(device).eval(), metadata
 
@@ -149,4 +142,4 @@ def test_accuracy(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tens
 
 
 def save_evaluator(evaluator: Evaluator, path: Path, **metadata: Any) -> None:
-    atomic_save({"format": EVALUATOR_FORMAT, "version": 1, "state_dict": evaluator.state_dict(), **metadata}, path)
+    formats.save(formats.EVALUATOR, formats.evaluator_fields(evaluator, **metadata), path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -14,9 +13,8 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
-from .data import load_dataset
 from .errors import MnistGanError
-from .evaluator import load_evaluator
+from .evaluator import Evaluator
 from .sampling import sample_images
 
 # Name, then whether higher is better: the order of every table.
@@ -139,25 +137,22 @@ def manifold_metrics(
 
 
 class QualityMeter:
-    """Scores generated images against the dataset's test split; the real side is embedded once."""
+    """Scores generated images against real ones (the test split) in an evaluator's feature space.
+
+    Takes tensors, not paths: evaluation.quality_meter() loads the files. The real side is embedded once.
+    """
 
     def __init__(
         self,
-        dataset: str,
-        data_dir: str | Path,
-        device: torch.device | str = "cpu",
-        evaluator_path: Path | None = None,
-        download: bool = True,
+        evaluator: Evaluator,
+        real_images: torch.Tensor,
+        real_labels: torch.Tensor,
+        reference: dict[str, float] | None = None,
     ) -> None:
-        self.evaluator, self.metadata = load_evaluator(dataset, evaluator_path, device)
-        test_images, self.test_labels = load_dataset(dataset, data_dir, train=False, download=download)
-        self.test_features, _ = self.evaluator.embed(test_images)
+        self.evaluator, self.test_labels = evaluator, real_labels
+        self.reference = reference or {}  # the same metrics for real training images: what a perfect generator scores
+        self.test_features, _ = self.evaluator.embed(real_images)
         self.test_radii = real_radii(self.test_features)
-
-    @property
-    def reference(self) -> dict[str, float]:
-        """The same metrics for 10,000 real training images: what a perfect generator scores."""
-        return self.metadata.get("reference", {})
 
     def score(self, images: torch.Tensor) -> dict[str, float]:
         """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
@@ -186,17 +181,9 @@ class QualityMeter:
     def score_generator(
         self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345
     ) -> dict[str, float]:
-        was_training = generator.training
-        generator.eval()
-        images = sample_images(generator, num_images, latent_dim, seed=seed)
-        generator.train(was_training)
-        return self.score(images)
+        return self.score(sample_images(generator, num_images, latent_dim, seed=seed))
 
 
-def real_reference(
-    meter: QualityMeter, dataset: str, data_dir: str | Path, num_images: int = 10_000
-) -> dict[str, float]:
-    """Metrics of num_images real training images (a fixed random subset) against the test split."""
-    images, _ = load_dataset(dataset, data_dir, train=True)
-    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]
-    return meter.score(images[subset])
+def fixed_subset(images: torch.Tensor, num_images: int = 10_000) -> torch.Tensor:
+    """A fixed random subset (seed 0): the real training images the reference metrics are measured on."""
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -125,3 +127,14 @@ def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
         discriminator.apply(init_weights)
         return generator, discriminator
     raise ValueError(f"unknown architecture {config.arch!r}")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Sample in eval mode (BatchNorm uses its running statistics), then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

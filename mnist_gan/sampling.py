@@ -11,6 +11,7 @@ from . import checkpoints
 from .data import to_uint8
 from .devices import resolve_device
 from .files import check_output
+from .models import eval_mode
 from .plots import FIGURE_SUFFIXES, check_grid_size, plot_samples, save_images
 
 
@@ -24,14 +25,14 @@ def sample_images(
     batch_size: int = 1000,
     as_uint8: bool = False,
 ) -> torch.Tensor:
-    """num_images samples in [-1, 1] (or uint8, a quarter of the memory) on the CPU; the same seed gives the same images."""
+    """num_images samples in [-1, 1] (or uint8, a quarter of the memory) on the CPU, in eval mode; the same seed
+    gives the same images."""
     device = next(generator.parameters()).device
     noise_rng = torch.Generator().manual_seed(seed)
     z = torch.randn(num_images, latent_dim, generator=noise_rng)
     convert = to_uint8 if as_uint8 else torch.Tensor.float
-    chunks = [
-        convert(generator(z[start : start + batch_size].to(device))).cpu() for start in range(0, num_images, batch_size)
-    ]
+    with eval_mode(generator):
+        chunks = [convert(generator(z[i : i + batch_size].to(device))).cpu() for i in range(0, num_images, batch_size)]
     return torch.cat(chunks)
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from . import __version__, checkpoints
 from .config import Config
 from .models import build_models
 
@@ -72,50 +70,3 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
         optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
         fixed_noise=torch.randn(FIXED_NOISE_SIZE, config.latent_dim, generator=noise_rng).to(device),
     )
-
-
-def state_payload(state: TrainingState, config: Config) -> dict[str, Any]:
-    """The self-describing checkpoint dict: models, optimizers, position, config, noise and RNG states."""
-    return {
-        "format": checkpoints.CHECKPOINT_FORMAT,
-        "version": checkpoints.FORMAT_VERSION,
-        "package_version": __version__,
-        "config": config.to_dict(),
-        "epoch": state.epoch,
-        "batches_done": state.batches_done,
-        "epochs_done": state.epoch,  # finished epochs: a finished epoch's checkpoint has epoch + 1, batches 0
-        "step": state.step,
-        "best_fid": state.best_fid,
-        "elapsed": state.elapsed,
-        "data": state.data,
-        "generator": state.generator.state_dict(),
-        "discriminator": state.discriminator.state_dict(),
-        "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
-        "ema_updates": int(state.ema.n_averaged) if state.ema is not None else 0,
-        "optimizer_g": state.optimizer_g.state_dict(),
-        "optimizer_d": state.optimizer_d.state_dict(),
-        "fixed_noise": state.fixed_noise.cpu(),
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def restore_state(payload: dict[str, Any], config: Config, device: torch.device) -> TrainingState:
-    state = new_state(config, device)
-    state.generator.load_state_dict(payload["generator"])
-    state.discriminator.load_state_dict(payload["discriminator"])
-    if state.ema is not None and payload.get("generator_ema") is not None:
-        state.ema.module.load_state_dict(payload["generator_ema"])
-        state.ema.n_averaged.fill_(payload["ema_updates"])
-    state.optimizer_g.load_state_dict(payload["optimizer_g"])
-    state.optimizer_d.load_state_dict(payload["optimizer_d"])
-    for optimizer in (state.optimizer_g, state.optimizer_d):  # a resumed run may change the learning rate
-        for group in optimizer.param_groups:
-            group["lr"], group["betas"] = config.lr, (config.b1, config.b2)
-    state.fixed_noise = payload["fixed_noise"].to(device)
-    state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
-    state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")
-    torch.set_rng_state(payload["rng_cpu"])
-    if device.type == "cuda" and payload["rng_cuda"]:
-        torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    return state

@@ -14,15 +14,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints, runs
+from . import checkpoints, formats, runs
 from .config import Config, merge_for_resume
 from .data import batches_per_epoch, epoch_batches, fingerprint, load_dataset
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import CheckpointError, DataError, OutputError, TrainingDiverged, TrainingInterrupted
+from .evaluation import quality_meter
 from .files import describe
 from .metrics import QualityMeter
+from .models import eval_mode
 from .reporting import Reporter
-from .state import TrainingState, new_state, restore_state, state_payload
+from .state import TrainingState, new_state
 
 
 # ----------------------------------------------------------------------------------- the GAN step
@@ -100,14 +102,14 @@ def restore_newest(
         raise CheckpointError(f"no checkpoint in {run_dir / runs.CHECKPOINT_DIR} to resume from")
     for path in reversed(candidates):
         try:
-            payload = checkpoints.load_file(path, (checkpoints.CHECKPOINT_FORMAT,))
+            payload = formats.load(path, (formats.CHECKPOINT,))
         except CheckpointError as error:
             warn(f"skipping broken checkpoint: {error}")
             continue
         config, changes = merge_for_resume(Config.from_dict(payload["config"]), {**overrides, "run_dir": str(run_dir)})
         device = resolve_device(config.device)
         try:
-            state = restore_state(payload, config, device)
+            state = formats.restore_checkpoint(payload, config, device)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # loads, but does not fit the model
             reason = " ".join(str(error).split())[:300]
             warn(f"skipping broken checkpoint: {path} does not fit its model: {type(error).__name__}: {reason}")
@@ -134,7 +136,7 @@ def fit(
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
     check_same_data(state, fingerprint(images, labels))
     meter = (
-        QualityMeter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
+        quality_meter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
     )
     runs.prepare_run_dir(run_dir, resuming)
     with runs.RunLock(run_dir):
@@ -218,7 +220,7 @@ def train_epoch(
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
         if stop.signal_number:
             path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
-            checkpoints.atomic_save(state_payload(state, config), path)
+            formats.save(formats.CHECKPOINT, formats.checkpoint_fields(state, config), path)
             raise interrupted(config, state, stop.signal_number, path)
 
 
@@ -253,14 +255,14 @@ def finish_epoch(
             **metrics,
         }
         reporter.log_metrics(record)
-    payload = state_payload(state, config)
+    fields = formats.checkpoint_fields(state, config)
     improved = metrics is not None and metrics["fid"] < state.best_fid
     if improved:
-        state.best_fid = payload["best_fid"] = metrics["fid"]
+        state.best_fid = fields["best_fid"] = metrics["fid"]
     path = checkpoints.checkpoint_path(Path(config.run_dir), finished)
-    checkpoints.atomic_save(payload, path)  # first: the resumable checkpoint matters most on a nearly full disk
+    formats.save(formats.CHECKPOINT, fields, path)  # first: the resumable checkpoint matters most on a nearly full disk
     if improved:
-        checkpoints.atomic_save(payload, Path(config.run_dir) / runs.BEST_FILE)
+        formats.save(formats.CHECKPOINT, fields, Path(config.run_dir) / runs.BEST_FILE)
     checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
     reporter.end_epoch(finished, state, metrics)
     return path
@@ -278,18 +280,13 @@ def interrupted(config: Config, state: TrainingState, signal_number: int, saved:
 @torch.no_grad()
 def sample_grid(state: TrainingState) -> torch.Tensor:
     """Images from the fixed noise, in [-1, 1], on the CPU."""
-    sampler = state.sampler
-    was_training = sampler.training
-    sampler.eval()
-    images = sampler(state.fixed_noise).float().cpu()
-    sampler.train(was_training)
-    return images
+    with eval_mode(state.sampler) as sampler:
+        return sampler(state.fixed_noise).float().cpu()
 
 
 def export_generator(config: Config, state: TrainingState, run_dir: Path) -> None:
-    weights = {name: tensor.cpu() for name, tensor in state.sampler.state_dict().items()}
-    payload = checkpoints.generator_payload(config, weights, state.epoch)
-    checkpoints.atomic_save(payload, run_dir / checkpoints.GENERATOR_FILE)
+    fields = formats.generator_fields(config, state.sampler, state.epoch)
+    formats.save(formats.GENERATOR, fields, run_dir / runs.GENERATOR_FILE)
 
 
 class EvaluationStopped(BaseException):

@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
-from mnist_gan import checkpoints
+from mnist_gan import checkpoints, formats
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config
 
@@ -136,7 +136,7 @@ def read_events(run_dir: Path) -> EventAccumulator:
 
 
 def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
-    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
+    payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     return {
         **{f"g.{k}": v for k, v in payload["generator"].items()},
         **{f"d.{k}": v for k, v in payload["discriminator"].items()},

@@ -16,10 +16,9 @@ import pytest
 import torch
 
 from helpers import assert_clean_failure, copy_raw_data, run, write_idx
-from mnist_gan import checkpoints, resume
+from mnist_gan import checkpoints, formats, resume
 from mnist_gan.errors import MnistGanError
-from mnist_gan.evaluation import load_images_file
-from mnist_gan.metrics import QualityMeter
+from mnist_gan.evaluation import load_images_file, quality_meter
 
 
 def crafted(source: Path, destination: Path, change) -> Path:
@@ -78,7 +77,7 @@ def test_resume_skips_a_newest_checkpoint_that_does_not_fit_its_model(trained_ru
         "skipping broken checkpoint" in warning and "epoch_001.pt does not fit" in warning for warning in warnings
     )
     assert any("resuming" in warning and "epoch_000.pt" in warning for warning in warnings)
-    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 2
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == 2
 
 
 def test_weight_mismatch_names_the_weights(trained_run: Path, tmp_path: Path) -> None:
@@ -106,7 +105,7 @@ def test_nan_weights_are_refused_before_sampling_or_scoring(trained_run: Path, t
     ):
         assert_clean_failure(run(*command), 1, "NaN or infinite weights", "earlier checkpoint")
     assert not (tmp_path / "x.png").exists()
-    meter = QualityMeter("mnist", data_dir)
+    meter = quality_meter("mnist", data_dir)
     with pytest.raises(MnistGanError, match="NaN or infinite"):
         meter.score(torch.full((100, 1, 28, 28), float("nan")))
 

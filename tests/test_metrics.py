@@ -11,9 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import quick_config, read_events
-from mnist_gan import checkpoints, train
+from mnist_gan import formats, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
+from mnist_gan.evaluation import quality_meter
 from mnist_gan.evaluator import load_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter
 
@@ -22,7 +23,7 @@ N = 2000
 
 @pytest.fixture(scope="module")
 def meter(data_dir: Path) -> QualityMeter:
-    return QualityMeter("mnist", data_dir)
+    return quality_meter("mnist", data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -70,27 +71,19 @@ def test_training_logs_metrics_and_keeps_best(trained_run: Path) -> None:
     for name in METRICS:
         assert len(events.Scalars(f"metrics/{name}")) == 2
     best_record = min(records, key=lambda record: record["fid"])
-    best = checkpoints.load_file(trained_run / "best.pt")
+    best = formats.load(trained_run / "best.pt")
     assert best["epochs_done"] == best_record["epoch"] + 1  # the epoch with the lowest FID, not the last one
     assert best["best_fid"] == best_record["fid"]
 
 
-def test_evaluate_prints_every_metric_beside_the_reference(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+def test_evaluate_prints_every_metric_beside_the_reference(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --data-dir (and elsewhere than the run's folder) it scores against the data the run trained on."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "scores.json"
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--run-dir",
-            str(trained_run),
-            "--num-images",
-            "500",
-            "--data-dir",
-            str(data_dir),
-            "--json",
-            str(out),
-        ],
-    )
+    arguments = ["evaluate", "--run-dir", str(trained_run), "--num-images", "500", "--json", str(out)]
+    result = CliRunner().invoke(app, arguments, env={"MNIST_GAN_DATA_DIR": None})
     assert result.exit_code == 0, result.output
     for name in METRICS:
         assert name in result.output

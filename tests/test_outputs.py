@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import DATA_DIR, assert_clean_failure, run, run_on_small_disk
-from mnist_gan import checkpoints
+from mnist_gan import checkpoints, formats
 
 CLI = f"{shlex.quote(sys.executable)} -m mnist_gan"
 
@@ -82,7 +82,7 @@ def test_a_real_full_disk_stops_training_cleanly_with_a_resumable_checkpoint(tmp
     assert "the disk is full" in message and "Traceback" not in message, message
     saved = checkpoints.list_checkpoints(kept / "run")
     assert saved, "no checkpoint survived"
-    payload = checkpoints.load_file(saved[-1])  # the newest checkpoint is whole and resumable
+    payload = formats.load(saved[-1])  # the newest checkpoint is whole and resumable
     assert payload["epoch"] == len(saved)
     assert not [path for path in (kept / "run").rglob("*") if ".tmp" in path.name]
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import assert_clean_failure, cli_command, parameters, quick_config, runner, wait_for
-from mnist_gan import checkpoints, resume, train, trainer
+from mnist_gan import checkpoints, formats, resume, train, trainer
 from mnist_gan.__main__ import app
 from mnist_gan.errors import CheckpointError, ConfigError, TrainingDiverged
 
@@ -70,7 +70,7 @@ def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(
     assert process.returncode == 143, stderr
     assert time.monotonic() - signalled < 5, "the evaluation was not abandoned"
     assert not (run_dir / "metrics.jsonl").exists()
-    assert checkpoints.load_file(run_dir / "checkpoints" / "epoch_000.pt")["epochs_done"] == 1
+    assert formats.load(run_dir / "checkpoints" / "epoch_000.pt")["epochs_done"] == 1
     assert "SIGTERM: stopped at epoch 1" in stderr and "Resume with" in stderr
     finished = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -89,10 +89,10 @@ def test_sigkill_leaves_earlier_checkpoints_loadable_and_resume_finishes(tmp_pat
     survivors = checkpoints.list_checkpoints(run_dir)
     assert [path.name for path in survivors][:2] == ["epoch_000.pt", "epoch_001.pt"]
     for path in survivors:
-        checkpoints.load_file(path)  # every complete checkpoint loads
+        formats.load(path)  # every complete checkpoint loads
     result = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 4
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == 4
 
 
 class MakesAMarker:
@@ -108,7 +108,7 @@ class MakesAMarker:
 def test_malicious_checkpoint_is_refused_and_its_code_never_runs(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "generator.pth"
-    torch.save({"format": checkpoints.GENERATOR_FORMAT, "payload": MakesAMarker(marker)}, evil)
+    torch.save({"format": formats.GENERATOR, "payload": MakesAMarker(marker)}, evil)
     for command in (
         ["generate", "--checkpoint", str(evil), "--out", str(tmp_path / "x.png")],
         ["plot-checkpoint", "--checkpoint", str(evil), "--no-show"],
@@ -117,7 +117,7 @@ def test_malicious_checkpoint_is_refused_and_its_code_never_runs(tmp_path: Path)
         assert_clean_failure(runner.invoke(app, command), 1, str(evil), "not a readable mnist_gan checkpoint")
     assert not marker.exists()
     with pytest.raises(CheckpointError):
-        checkpoints.load_file(evil)
+        formats.load(evil)
     assert not marker.exists()
     pickle.loads(pickle.dumps(MakesAMarker(marker)))  # the payload is real: plain pickle does run it
     assert marker.exists()
@@ -128,14 +128,14 @@ def test_empty_garbage_and_truncated_files_name_the_file(tmp_path: Path, content
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="bad.pt"):
-        checkpoints.load_file(path)
+        formats.load(path)
 
 
 def test_foreign_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
     with pytest.raises(CheckpointError, match="not an mnist_gan checkpoint"):
-        checkpoints.load_file(path)
+        formats.load(path)
 
 
 def test_resume_skips_a_broken_newest_checkpoint(tmp_path: Path, data_dir: Path, trained_run: Path) -> None:
@@ -146,7 +146,7 @@ def test_resume_skips_a_broken_newest_checkpoint(tmp_path: Path, data_dir: Path,
     resume(run_dir, {"epochs": 3, "eval_every": 0}, warn=warnings.append)
     assert any("skipping broken checkpoint" in warning and "epoch_001.pt" in warning for warning in warnings)
     assert any("epoch 1, batch 0" in warning for warning in warnings)  # it went back to epoch_000.pt
-    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] == 3
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == 3
 
 
 def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
@@ -158,7 +158,7 @@ def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_
     warnings: list[str] = []
     resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0}, warn=warnings.append)
     assert any("lr changed from 0.002 to 0.0001" in warning for warning in warnings)
-    payload = checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))
+    payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     assert payload["config"]["lr"] == 1e-4 and payload["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
 
 

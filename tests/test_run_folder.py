@@ -14,7 +14,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import assert_clean_failure, cli_command, copy_raw_data, run, wait_for, write_idx
-from mnist_gan import checkpoints, resume
+from mnist_gan import checkpoints, formats, resume
 from mnist_gan.devices import cpu_has_fast_bf16
 
 TINY = (
@@ -92,7 +92,7 @@ def test_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_p
         cli_command(data_dir, run_dir, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=300
     )
     assert third.returncode == 0, third.stderr
-    assert checkpoints.load_file(checkpoints.latest_checkpoint(run_dir))["epoch"] >= 2
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] >= 2
 
 
 def test_newest_run_is_the_most_recently_modified(

@@ -10,7 +10,7 @@ from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from helpers import parameters, quick_config, read_events
-from mnist_gan import checkpoints, resume, train
+from mnist_gan import checkpoints, formats, resume, train
 from mnist_gan.config import Config
 
 
@@ -27,7 +27,7 @@ def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
     assert hparams["lr"].number_value == pytest.approx(Config().lr) and hparams["arch"].string_value == "dcgan"
 
     assert [path.name for path in checkpoints.list_checkpoints(trained_run)] == ["epoch_000.pt", "epoch_001.pt"]
-    payload = checkpoints.load_file(checkpoints.latest_checkpoint(trained_run))
+    payload = formats.load(checkpoints.latest_checkpoint(trained_run))
     assert payload["epoch"] == 2 and payload["batches_done"] == 0 and payload["step"] == 12
     assert Config.from_dict(payload["config"]) == quick_config(trained_run)
     for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "rng_cpu", "fixed_noise"):

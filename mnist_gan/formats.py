@@ -1,0 +1,150 @@
+"""The files mnist_gan writes and reads: training checkpoints, exported generators and evaluators.
+
+Each is a dict saved with torch.save: {"format": NAME, "version": N, ...its fields}. One loader checks the
+format, the version and the fields without running code (weights_only=True); each format's fields are
+built, and read back, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import Config
+from .errors import CheckpointError, ConfigError
+from .files import save_torch
+from .state import TrainingState, new_state
+
+CHECKPOINT = "mnist_gan.checkpoint"  # everything needed to resume training
+GENERATOR = "mnist_gan.generator"  # the (EMA) generator and its config, for sampling
+EVALUATOR = "mnist_gan.evaluator"  # the metrics' classifier, its test accuracy and real-data reference
+VERSIONS = {CHECKPOINT: 1, GENERATOR: 1, EVALUATOR: 1}  # raise one when its fields change incompatibly
+
+
+def save(kind: str, fields: dict[str, Any], path: str | Path) -> None:
+    """Write a file of this kind atomically (see files.save_torch)."""
+    save_torch({"format": kind, "version": VERSIONS[kind], **fields}, path)
+
+
+def load(path: str | Path, kinds: tuple[str, ...] = (CHECKPOINT, GENERATOR)) -> dict[str, Any]:
+    """Load a file of one of these kinds and check its fields before anything is built from it, so a crafted
+    file can neither crash us nor make us allocate gigabytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, garbage, or a pickle that asks for code
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable mnist_gan checkpoint: {reason}") from None
+    kind = payload.get("format") if isinstance(payload, dict) else None
+    if kind not in kinds:
+        raise CheckpointError(f"{path} is not an mnist_gan checkpoint (format {kind!r}, expected {' or '.join(kinds)})")
+    version = payload.get("version")
+    if type(version) is not int:
+        raise CheckpointError(f"{path}: damaged checkpoint: version must be an integer, got {version!r}")
+    if version > VERSIONS[kind]:
+        raise CheckpointError(f"{path} was written by a newer mnist_gan ({kind} version {version})")
+    if kind != EVALUATOR:
+        try:
+            Config.from_dict(payload.get("config"))
+        except ConfigError as error:
+            raise CheckpointError(f"{path}: damaged checkpoint: its config is invalid: {error}") from None
+    required = {CHECKPOINT: ("generator", "discriminator"), GENERATOR: ("generator",), EVALUATOR: ("state_dict",)}
+    optional = ("generator_ema",) if kind == CHECKPOINT else ()
+    for key in required[kind] + optional:
+        weights = payload.get(key)
+        if (key in required[kind] or weights is not None) and not is_state_dict(weights):
+            raise CheckpointError(
+                f"{path}: damaged checkpoint: {key} must be a dict of tensors, got {type(weights).__name__}"
+            )
+    return payload
+
+
+def load_weights(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str
+) -> torch.nn.Module:
+    """load_state_dict with the whole mismatch in the message, refusing NaN or infinite weights."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
+        raise CheckpointError(f"{path}: weights do not fit {what}: {detail}") from None
+    broken = [
+        name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{path}: {what} has NaN or infinite weights ({', '.join(broken[:3])}); "
+            f"it cannot make images: use an earlier checkpoint"
+        )
+    return model
+
+
+def is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
+
+
+# ----------------------------------------------------------------------------------- training checkpoint
+def checkpoint_fields(state: TrainingState, config: Config) -> dict[str, Any]:
+    """Models, optimizers, position, config, data fingerprint, fixed noise and RNG states."""
+    return {
+        "package_version": __version__,
+        "config": config.to_dict(),
+        "epoch": state.epoch,
+        "batches_done": state.batches_done,
+        "epochs_done": state.epoch,  # finished epochs: a finished epoch's checkpoint has epoch + 1, batches 0
+        "step": state.step,
+        "best_fid": state.best_fid,
+        "elapsed": state.elapsed,
+        "data": state.data,
+        "generator": state.generator.state_dict(),
+        "discriminator": state.discriminator.state_dict(),
+        "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
+        "ema_updates": int(state.ema.n_averaged) if state.ema is not None else 0,
+        "optimizer_g": state.optimizer_g.state_dict(),
+        "optimizer_d": state.optimizer_d.state_dict(),
+        "fixed_noise": state.fixed_noise.cpu(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_checkpoint(payload: dict[str, Any], config: Config, device: torch.device) -> TrainingState:
+    """The training state a checkpoint holds, with `config`'s learning rate and betas (a resume may change them)."""
+    state = new_state(config, device)
+    state.generator.load_state_dict(payload["generator"])
+    state.discriminator.load_state_dict(payload["discriminator"])
+    if state.ema is not None and payload.get("generator_ema") is not None:
+        state.ema.module.load_state_dict(payload["generator_ema"])
+        state.ema.n_averaged.fill_(payload["ema_updates"])
+    state.optimizer_g.load_state_dict(payload["optimizer_g"])
+    state.optimizer_d.load_state_dict(payload["optimizer_d"])
+    for optimizer in (state.optimizer_g, state.optimizer_d):
+        for group in optimizer.param_groups:
+            group["lr"], group["betas"] = config.lr, (config.b1, config.b2)
+    state.fixed_noise = payload["fixed_noise"].to(device)
+    state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
+    state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")
+    torch.set_rng_state(payload["rng_cpu"])
+    if device.type == "cuda" and payload["rng_cuda"]:
+        torch.cuda.set_rng_state_all(payload["rng_cuda"])
+    return state
+
+
+# ----------------------------------------------------------------------------------- exported generator, evaluator
+def generator_fields(config: Config, generator: nn.Module, epochs_done: int) -> dict[str, Any]:
+    """The weights and the config needed to rebuild the generator, nothing else."""
+    weights = {name: tensor.cpu() for name, tensor in generator.state_dict().items()}
+    return {"config": config.to_dict(), "generator": weights, "epochs_done": epochs_done}
+
+
+def evaluator_fields(evaluator: nn.Module, **metadata: Any) -> dict[str, Any]:
+    """The classifier's weights and what is known about it (dataset, test accuracy, real-data reference)."""
+    return {"state_dict": evaluator.state_dict(), **metadata}
