@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 
 from . import checkpoints, sampling
 from .config import ARCHITECTURES, DATASETS, DEVICES, Config
@@ -31,7 +34,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, logs and errors; results go to stdout
+
+
+@app.callback()
+def setup_logging(ctx: typer.Context) -> None:
+    """The library logs through `logging` (module loggers under mnist_gan); for each command the CLI shows them
+    with one handler: rich on a terminal, plain whole lines otherwise (a log file or CI keeps lines unwrapped)."""
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("mnist_gan")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    ctx.call_on_close(lambda: logger.removeHandler(handler))
 
 
 def choice(options: tuple[str, ...]):
@@ -179,7 +197,7 @@ def main(
         if resume:
             run = Path(run_dir) if run_dir else newest_run()
             given = {name: value for name, value in options.items() if name != "run_dir" and was_given(ctx, name)}
-            trainer.resume(run, given, warn=console.print)
+            trainer.resume(run, given)
         else:
             trainer.train(Config(**options))
 
@@ -254,7 +272,7 @@ def train_evaluator_command(
 
     with user_errors():
         out = out or packaged_weights(dataset)
-        result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs, log=console.print)
+        result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs)
         console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
         console.print(
             evaluation.metrics_table(
@@ -333,7 +351,7 @@ def compare_command(
     from .plots import plot_comparison
 
     with user_errors():
-        comparison = evaluation.compare_runs(runs, warn=console.print)
+        comparison = evaluation.compare_runs(runs)
         typer.echo(rich_text(evaluation.comparison_table(comparison)))
         plot_comparison(comparison["summaries"], out)
         console.print(f"saved {out}")

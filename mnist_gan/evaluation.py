@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,13 @@ from .evaluator import load_evaluator, save_evaluator, train_evaluator
 from .metrics import MAX_EVAL_SAMPLES, METRICS, QualityMeter, fixed_subset
 from .sampling import sample_images
 
+log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
 
 
-def build_evaluator(
-    dataset: str, data_dir: str | Path, out: Path, epochs: int = 4, log: Callable[[str], None] = print
-) -> dict[str, Any]:
+def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4) -> dict[str, Any]:
     """Train the evaluator, measure the real-data reference with it, and save both in one file."""
-    evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs, log=log)
+    evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False)
     train_images, _ = load_dataset(dataset, data_dir, train=True)
     reference = QualityMeter(evaluator, test_images, test_labels).score(fixed_subset(train_images))
@@ -159,16 +158,16 @@ def format_value(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------------- comparing runs
-def load_run_summary(run_dir: Path, warn: Callable[[str], None] = print) -> dict[str, Any]:
+def load_run_summary(run_dir: Path) -> dict[str, Any]:
     """A run's config, its metrics per epoch (metrics.jsonl) and its losses (TensorBoard)."""
     path = checkpoints.latest_checkpoint(run_dir)
     payload = formats.load(path, (formats.CHECKPOINT,))
     history = []
-    for record in runs.read_metrics(run_dir, warn=warn):  # a killed run's half-written last line is skipped
+    for record in runs.read_metrics(run_dir):  # a killed run's half-written last line is skipped
         if all(isinstance(record.get(key), (int, float)) for key in SUMMARY_KEYS):
             history.append(record)
         else:
-            warn(f"{run_dir / runs.METRICS_FILE}: a record without {', '.join(SUMMARY_KEYS)} was skipped")
+            log.warning(f"{run_dir / runs.METRICS_FILE}: a record without {', '.join(SUMMARY_KEYS)} was skipped")
     if not history:
         raise MnistGanError(
             f"{run_dir} has no complete records in {runs.METRICS_FILE}; train it with --eval-every 1 (the default)"
@@ -191,9 +190,9 @@ def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in tags}
 
 
-def compare_runs(run_dirs: list[Path], warn: Callable[[str], None] = print) -> dict[str, Any]:
+def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
     """One row per run: the config values that differ, best and final FID, IS, coverage, epoch of the best, wall time."""
-    summaries = [load_run_summary(Path(run), warn) for run in run_dirs]
+    summaries = [load_run_summary(Path(run)) for run in run_dirs]
     ignored = {"run_dir", "data_dir"}
     keys = [
         key

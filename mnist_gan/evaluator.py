@@ -6,8 +6,8 @@ trained on the dataset itself is the feature space the MNIST GAN literature uses
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from . import formats
 from .data import load_dataset, to_unit_range
 from .errors import CheckpointError
 
+log = logging.getLogger(__name__)
 FEATURES = 128
 EVALUATOR_SIZE = 28  # generated images of other sizes are resized to this
 
@@ -99,7 +100,6 @@ def train_evaluator(
     epochs: int = 4,
     batch_size: int = 128,
     seed: int = 0,
-    log: Callable[[str], None] = print,
 ) -> tuple[Evaluator, float]:
     """Train the classifier with light shift augmentation; returns it and its test-set accuracy."""
     torch.manual_seed(seed)
@@ -122,7 +122,7 @@ def train_evaluator(
             optimizer.step()
             schedule.step()
         accuracy = test_accuracy(evaluator, test_images, test_labels)
-        log(
+        log.info(
             f"evaluator epoch {epoch + 1}/{epochs}: test accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)"
         )
     return evaluator.eval(), accuracy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from .runs import GENERATOR_FILE, IMAGES_DIR, METRICS_FILE
 if TYPE_CHECKING:
     from .state import TrainingState
 
+log = logging.getLogger(__name__)
 SCALAR_TAGS = {"loss_d": "loss/discriminator", "loss_g": "loss/generator", "d_real": "D(x)", "d_fake": "D(G(z))"}
 HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "loss/discriminator")
 
@@ -45,7 +47,7 @@ class Reporter:
         self.write_hparams()
         self.window_images, self.window_start = 0, time.perf_counter()
         self.progress: Progress | None = None
-        self.console.print(
+        log.info(
             f"run {run_dir}: {config.arch} on {config.dataset}, {config.epochs} epochs of "
             f"{steps_per_epoch} batches, {str(precision).removeprefix('torch.')}"
         )
@@ -97,7 +99,7 @@ class Reporter:
         if self.progress is not None:
             self.progress.update(self.task, status=status)
         elif step % (self.config.log_every * 20) == 0:
-            self.console.print(f"step {step}: {status}")
+            log.info(f"step {step}: {status}")
 
     def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
         """A PNG in the run's images/ folder; epoch grids also go to TensorBoard under samples/."""
@@ -123,12 +125,10 @@ class Reporter:
                 f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
                 f"{metrics['classes_covered']} classes covered"
             )
-        self.console.print(
-            f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}"
-        )
+        log.info(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}")
 
     def finish(self, state: TrainingState) -> None:
-        self.console.print(
+        log.info(
             f"finished in {state.elapsed:.0f} s; generator saved to "
             f"{self.run_dir / GENERATOR_FILE}; samples in {self.run_dir / IMAGES_DIR}"
         )
@@ -139,4 +139,4 @@ class Reporter:
         try:
             self.writer.close()
         except OSError as error:  # a full disk: the checkpoints matter, a lost event tail does not
-            self.console.print(f"warning: TensorBoard events in {self.run_dir} are incomplete: {describe(error)}")
+            log.warning(f"TensorBoard events in {self.run_dir} are incomplete: {describe(error)}")

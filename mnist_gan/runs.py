@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from .errors import MnistGanError, RunInUse
 from .files import TEMPORARY_MARK, probe_writable, write_text
 
+log = logging.getLogger(__name__)
 RUNS_ROOT = Path("runs")
 CHECKPOINT_DIR = "checkpoints"  # epoch_003.pt, epoch_003_batch_00120.pt
 IMAGES_DIR = "images"  # epoch_0.png ..., step_0000200.png ...
@@ -89,7 +91,7 @@ def remove_temporaries(run_dir: Path) -> list[Path]:
     return leftovers
 
 
-def read_metrics(run_dir: Path, warn=None) -> list[dict]:
+def read_metrics(run_dir: Path) -> list[dict]:
     """metrics.jsonl's records; a line a killed process left half-written is skipped."""
     path = run_dir / METRICS_FILE
     records = []
@@ -97,8 +99,8 @@ def read_metrics(run_dir: Path, warn=None) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if warn and line.strip():
-                warn(f"{path}: line {number} is incomplete and was skipped")
+            if line.strip():
+                log.warning(f"{path}: line {number} is incomplete and was skipped")
             continue
         if isinstance(record, dict):
             records.append(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shlex
 import signal
@@ -25,6 +26,8 @@ from .metrics import QualityMeter
 from .models import eval_mode
 from .reporting import Reporter
 from .state import TrainingState, new_state
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- the GAN step
@@ -83,19 +86,16 @@ def resume(
     run_dir: str | Path,
     overrides: dict[str, Any],
     reporter_factory: Callable[..., Reporter] = Reporter,
-    warn: Callable[[str], None] = print,
 ) -> Path:
     """Continue a run from its newest valid checkpoint, with the explicitly given flags applied."""
     run_dir = Path(run_dir)
     runs.check_run_dir(run_dir, resuming=True)
-    path, config, state, device = restore_newest(run_dir, overrides, warn)
-    warn(f"resuming {path} at epoch {state.epoch}, batch {state.batches_done} (step {state.step})")
+    path, config, state, device = restore_newest(run_dir, overrides)
+    log.info(f"resuming {path} at epoch {state.epoch}, batch {state.batches_done} (step {state.step})")
     return fit(config, state, device, reporter_factory, resuming=True)
 
 
-def restore_newest(
-    run_dir: Path, overrides: dict[str, Any], warn: Callable[[str], None]
-) -> tuple[Path, Config, TrainingState, torch.device]:
+def restore_newest(run_dir: Path, overrides: dict[str, Any]) -> tuple[Path, Config, TrainingState, torch.device]:
     """The newest checkpoint that loads and fits its model; newer broken ones are skipped with a warning."""
     candidates = checkpoints.list_checkpoints(run_dir)
     if not candidates:
@@ -104,7 +104,7 @@ def restore_newest(
         try:
             payload = formats.load(path, (formats.CHECKPOINT,))
         except CheckpointError as error:
-            warn(f"skipping broken checkpoint: {error}")
+            log.warning(f"skipping broken checkpoint: {error}")
             continue
         config, changes = merge_for_resume(Config.from_dict(payload["config"]), {**overrides, "run_dir": str(run_dir)})
         device = resolve_device(config.device)
@@ -112,11 +112,11 @@ def restore_newest(
             state = formats.restore_checkpoint(payload, config, device)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # loads, but does not fit the model
             reason = " ".join(str(error).split())[:300]
-            warn(f"skipping broken checkpoint: {path} does not fit its model: {type(error).__name__}: {reason}")
+            log.warning(f"skipping broken checkpoint: {path} does not fit its model: {type(error).__name__}: {reason}")
             continue
         for name, (old, new) in changes.items():
             if name != "run_dir":
-                warn(f"resuming with {name} changed from {old!r} to {new!r}")
+                log.warning(f"resuming with {name} changed from {old!r} to {new!r}")
         return path, config, state, device
     raise CheckpointError(f"no valid checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
 

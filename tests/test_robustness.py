@@ -138,25 +138,31 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
         formats.load(path)
 
 
-def test_resume_skips_a_broken_newest_checkpoint(tmp_path: Path, data_dir: Path, trained_run: Path) -> None:
+def test_resume_skips_a_broken_newest_checkpoint(
+    tmp_path: Path, data_dir: Path, trained_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mnist_gan")
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     newest = checkpoints.latest_checkpoint(run_dir)
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash during a non-atomic copy
-    warnings: list[str] = []
-    resume(run_dir, {"epochs": 3, "eval_every": 0}, warn=warnings.append)
+    resume(run_dir, {"epochs": 3, "eval_every": 0})
+    warnings = caplog.messages
     assert any("skipping broken checkpoint" in warning and "epoch_001.pt" in warning for warning in warnings)
     assert any("epoch 1, batch 0" in warning for warning in warnings)  # it went back to epoch_000.pt
     assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == 3
 
 
-def test_resume_refuses_model_changes_and_logs_safe_ones(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
+def test_resume_refuses_model_changes_and_logs_safe_ones(
+    trained_run: Path, tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mnist_gan")
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     with pytest.raises(ConfigError, match="arch: checkpoint has 'dcgan', flag says 'mlp'.*latent_dim"):
         resume(run_dir, {"arch": "mlp", "latent_dim": 64, "epochs": 3})
     result = runner.invoke(app, ["main", "--resume", "--run-dir", str(run_dir), "--img-size", "32"])
     assert_clean_failure(result, 2, "cannot resume with a different model or data", "img_size")
-    warnings: list[str] = []
-    resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0}, warn=warnings.append)
+    resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0})
+    warnings = caplog.messages
     assert any("lr changed from 0.002 to 0.0001" in warning for warning in warnings)
     payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     assert payload["config"]["lr"] == 1e-4 and payload["optimizer_g"]["param_groups"][0]["lr"] == 1e-4

@@ -45,7 +45,7 @@ def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_pat
     straight = train(quick_config(tmp_path / "straight", epochs=3, eval_every=0))
     split = train(quick_config(tmp_path / "split", epochs=1, eval_every=0))
     assert [p.name for p in checkpoints.list_checkpoints(split)] == ["epoch_000.pt"]
-    resume(split, {"epochs": 3}, warn=lambda message: None)
+    resume(split, {"epochs": 3})
     assert [p.name for p in checkpoints.list_checkpoints(split)] == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
     expected, actual = parameters(straight), parameters(split)
     assert expected.keys() == actual.keys()
