@@ -1,0 +1,30 @@
+"""Datasets, one module per source (mnist: MNIST and Fashion-MNIST), and the batches training draws from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import mnist
+from .batches import batches_per_epoch, epoch_batches, fingerprint, resize, to_uint8, to_unit_range
+from .mnist import TORCHVISION_DATASETS
+
+__all__ = [
+    "TORCHVISION_DATASETS", "batches_per_epoch", "epoch_batches", "fingerprint", "load_dataset", "resize",
+    "to_uint8", "to_unit_range",
+]  # fmt: skip
+SOURCES = {"mnist": mnist.load, "fashion-mnist": mnist.load}  # dataset name -> its source's loader
+
+
+def load_dataset(
+    name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 28, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,).
+
+    A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
+    """
+    images, labels = SOURCES[name](name, data_dir, train, download)
+    if img_size != images.shape[-1]:
+        images = resize(images, img_size)
+    return images.contiguous(), labels

@@ -1,0 +1,53 @@
+"""Generator and discriminator networks, one module per family (mlp, dcgan); build_models picks by config.arch."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .mlp import MLPDiscriminator, MLPGenerator
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "build_models", "eval_mode"]
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) for weights, N(1, 0.02) for BatchNorm scales."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
+    """Return (generator, discriminator) for a run configuration."""
+    shape = dict(channels=config.channels, img_size=config.img_size)
+    if config.arch == "mlp":
+        return MLPGenerator(latent_dim=config.latent_dim, **shape), MLPDiscriminator(**shape)
+    if config.arch == "dcgan":
+        generator = DCGANGenerator(latent_dim=config.latent_dim, width=config.width, **shape)
+        discriminator = DCGANDiscriminator(width=config.width, **shape)
+        generator.apply(init_weights)
+        discriminator.apply(init_weights)
+        return generator, discriminator
+    raise ValueError(f"unknown architecture {config.arch!r}")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Sample in eval mode (BatchNorm uses its running statistics), then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

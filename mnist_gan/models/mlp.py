@@ -1,0 +1,51 @@
+"""The MLP GAN of Goodfellow et al. 2014, as the well-known reference implementations build it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, as the well-known reference implementations build it."""
+
+    def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28) -> None:
+        super().__init__()
+        self.image_shape = (channels, img_size, img_size)
+
+        def block(n_in: int, n_out: int, batch_norm: bool = True) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(n_out, 0.8))  # eps=0.8 as in the reference code
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            return layers
+
+        self.net = nn.Sequential(
+            *block(latent_dim, 128, batch_norm=False),
+            *block(128, 256),
+            *block(256, 512),
+            *block(512, 1024),
+            nn.Linear(1024, channels * img_size * img_size),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], *self.image_shape)  # (B, C, H, W) in [-1, 1]
+
+
+class MLPDiscriminator(nn.Module):
+    """C*H*W -> 512 -> 256 -> 1 logit (no Sigmoid: the loss works on logits)."""
+
+    def __init__(self, *, channels: int = 1, img_size: int = 28) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * img_size * img_size, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(256, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).squeeze(1)  # (B,) logits
