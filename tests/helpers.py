@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Resolved: the tests run the CLI from other folders, and the README passes a relative path.
 DATA_DIR = Path(os.environ.get("MNIST_GAN_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 runner = CliRunner()
+# A real run of seconds through the CLI: 1 epoch of 2 batches of a narrow DCGAN, no evaluation, no grids.
+TINY_RUN = ("--arch", "dcgan", "--width", "8", "--batch-size", "32", "--max-batches", "2", "--epochs", "1",
+            "--eval-every", "0", "--sample-interval", "0")  # fmt: skip
 
 
 def quick_config(run_dir: Path, **overrides) -> Config:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_clean_failure, copy_raw_data, run, write_idx
+from helpers import TINY_RUN, assert_clean_failure, copy_raw_data, run, write_idx
 from mnist_gan import checkpoints, formats, resume
 from mnist_gan.errors import MnistGanError
 from mnist_gan.evaluation import load_images_file, quality_meter
@@ -193,21 +193,7 @@ def damage(data_root: Path, name: str, content: bytes) -> Path:
 
 def test_damaged_data_files_are_named(tmp_path: Path, data_dir: Path) -> None:
     """#8.15: garbage labels gave an IndexError; a truncated file was reported as missing."""
-    common = [
-        "--arch",
-        "dcgan",
-        "--width",
-        "8",
-        "--batch-size",
-        "32",
-        "--max-batches",
-        "2",
-        "--epochs",
-        "1",
-        "--no-download",
-        "--run-dir",
-        tmp_path / "run",
-    ]
+    common = [*TINY_RUN, "--eval-every", "1", "--no-download", "--run-dir", tmp_path / "run"]  # reads t10k too
     root = copy_raw_data(data_dir, tmp_path / "labels")
     labels = np.fromfile(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", dtype=np.uint8, offset=8).copy()
     labels[5] = 200
@@ -244,26 +230,7 @@ def test_a_folder_of_gz_files_works_offline(tmp_path: Path, data_dir: Path) -> N
     for path in (data_dir / "MNIST" / "raw").iterdir():
         with gzip.open(raw / f"{path.name}.gz", "wb", compresslevel=1) as archive:
             archive.write(path.read_bytes())
-    result = run(
-        "main",
-        "--data-dir",
-        tmp_path / "data",
-        "--no-download",
-        "--arch",
-        "dcgan",
-        "--width",
-        "8",
-        "--batch-size",
-        "32",
-        "--max-batches",
-        "2",
-        "--epochs",
-        "1",
-        "--eval-every",
-        "0",
-        "--run-dir",
-        tmp_path / "run",
-    )
+    result = run("main", "--data-dir", tmp_path / "data", "--no-download", *TINY_RUN, "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "generator.pth").is_file()
 

@@ -13,26 +13,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import assert_clean_failure, cli_command, copy_raw_data, run, wait_for, write_idx
+from helpers import TINY_RUN, assert_clean_failure, cli_command, copy_raw_data, run, wait_for, write_idx
 from mnist_gan import checkpoints, formats, resume
 from mnist_gan.devices import cpu_has_fast_bf16
-
-TINY = (
-    "--arch",
-    "dcgan",
-    "--width",
-    "8",
-    "--batch-size",
-    "32",
-    "--max-batches",
-    "2",
-    "--epochs",
-    "1",
-    "--eval-every",
-    "0",
-    "--sample-interval",
-    "0",
-)
 
 
 def test_planted_probe_symlink_never_truncates_a_file(tmp_path: Path, data_dir: Path) -> None:
@@ -42,7 +25,7 @@ def test_planted_probe_symlink_never_truncates_a_file(tmp_path: Path, data_dir: 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".write_test").symlink_to(victim)
-    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY)
+    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY_RUN)
     assert result.exit_code == 0, result.output
     assert victim.read_text() == "keep me"
 
@@ -55,7 +38,7 @@ def test_planted_checkpoints_symlink_is_refused(tmp_path: Path, data_dir: Path) 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
-    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY, "--resume")
+    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY_RUN, "--resume")
     assert_clean_failure(result, 1, "is a symbolic link")
     assert [path.name for path in elsewhere.iterdir()] == ["epoch_000.pt"]
     assert (elsewhere / "epoch_000.pt").read_text() == "not ours"
@@ -66,7 +49,7 @@ def test_run_folder_without_checkpoints_is_not_reused(trained_run: Path, tmp_pat
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     shutil.rmtree(run_dir / "checkpoints")
     before = {name: (run_dir / name).read_bytes() for name in ("generator.pth", "best.pt", "metrics.jsonl")}
-    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY)
+    result = run("main", "--data-dir", data_dir, "--run-dir", run_dir, *TINY_RUN)
     assert_clean_failure(result, 1, "already holds a run", "generator.pth", "--resume")
     assert {name: (run_dir / name).read_bytes() for name in before} == before
 
@@ -150,7 +133,7 @@ def test_a_failed_start_leaves_no_run_folder(
     monkeypatch.chdir(tmp_path)
     if "bf16" in flags and cpu_has_fast_bf16():
         pytest.skip("this CPU runs bf16: --precision bf16 does not fail here")
-    result = run("main", "--data-dir", data_dir, *TINY, *flags)
+    result = run("main", "--data-dir", data_dir, *TINY_RUN, *flags)
     assert_clean_failure(result, 2 if "bf16" in flags else 1, phrase)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert_clean_failure(run("generate"), 1, "no runs in runs/")
