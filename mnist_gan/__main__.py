@@ -160,6 +160,12 @@ def main(
     max_batches: Annotated[
         int, typer.Option(help="Cap on batches per epoch, for quick runs; 0: no cap.")
     ] = DEFAULTS.max_batches,
+    time_budget: Annotated[
+        float,
+        typer.Option(
+            help="Minutes of training after which the run ends cleanly (final evaluation, checkpoint, generator.pth); resumable. 0: none."
+        ),
+    ] = DEFAULTS.time_budget,
     sample_interval: Annotated[
         int, typer.Option(help="Batches between saved sample grids; 0: only per epoch.")
     ] = DEFAULTS.sample_interval,
@@ -189,7 +195,7 @@ def main(
     options = {  # Config checks every value (ConfigError exits 2, naming the flag)
         "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
         "arch": arch, "latent_dim": latent_dim, "width": width, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches,
+        "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
         "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,
     }  # fmt: skip

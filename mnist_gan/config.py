@@ -61,6 +61,7 @@ class Config:
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
     precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
     max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
+    time_budget: float = 0.0  # minutes of training (summed over resumes) after which the run ends cleanly; 0: none
 
     # Logging, evaluation and output
     run_dir: str = ""  # "": a new folder under runs/ named by date and time
@@ -91,6 +92,10 @@ class Config:
         if self.channels != channels:
             raise ConfigError(
                 f"{self.dataset} images have {channels} channel(s); channels cannot be {self.channels}", "channels"
+            )
+        if not 0 <= self.time_budget <= 1e7:  # NaN fails too
+            raise ConfigError(
+                f"time_budget must be between 0 and 10,000,000 minutes, got {self.time_budget}", "time_budget"
             )
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}", "lr")

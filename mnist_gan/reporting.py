@@ -81,7 +81,7 @@ class Reporter:
             )
         self.window_images, self.window_start = 0, time.perf_counter()
 
-    def log_step(self, step: int, stats: dict[str, float], batch_size: int) -> None:
+    def log_step(self, step: int, stats: dict[str, float], batch_size: int, elapsed: float) -> None:
         self.window_images += batch_size
         if self.progress is not None:
             self.progress.advance(self.task)
@@ -89,17 +89,26 @@ class Reporter:
             return
         images_per_second = self.window_images / max(time.perf_counter() - self.window_start, 1e-9)
         self.window_images, self.window_start = 0, time.perf_counter()
+        remaining = self.run_seconds_left(step, images_per_second / batch_size, elapsed)
         for key, tag in SCALAR_TAGS.items():
             self.writer.add_scalar(tag, stats[key], step)
         self.writer.add_scalar("speed/images_per_second", images_per_second, step)
         status = (
             f"D {stats['loss_d']:.3f}  G {stats['loss_g']:.3f}  D(x) {stats['d_real']:.2f}  "
-            f"D(G(z)) {stats['d_fake']:.2f}  {images_per_second:,.0f} img/s"
+            f"D(G(z)) {stats['d_fake']:.2f}  {images_per_second:,.0f} img/s  run ETA {remaining // 60:.0f}:{remaining % 60:02.0f}"
         )
         if self.progress is not None:
             self.progress.update(self.task, status=status)
         elif step % (self.config.log_every * 20) == 0:
             log.info(f"step {step}: {status}")
+
+    def run_seconds_left(self, step: int, steps_per_second: float, elapsed: float) -> float:
+        """Seconds until the run ends: its remaining steps at the current speed, or the time budget if sooner
+        (evaluations and checkpoints are not counted)."""
+        left = (self.config.epochs * self.steps_per_epoch - step) / max(steps_per_second, 1e-9)
+        if self.config.time_budget:
+            left = min(left, self.config.time_budget * 60 - elapsed)
+        return max(left, 0.0)
 
     def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
         """A PNG in the run's images/ folder; epoch grids also go to TensorBoard under samples/."""
@@ -114,7 +123,9 @@ class Reporter:
             self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
         append_line(self.run_dir / METRICS_FILE, json.dumps(record))
 
-    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, float] | None) -> None:
+    def end_epoch(
+        self, epoch: int, state: TrainingState, metrics: dict[str, float] | None, complete: bool = True
+    ) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -165,14 +165,21 @@ def loop(
     reporter: Reporter,
     meter: QualityMeter | None,
 ) -> None:
+    if budget_spent(config, state):
+        log.warning(f"the time budget of {config.time_budget:g} min is already spent; pass a larger --time-budget or 0")
     with StopSignals() as stop:
-        while state.epoch < config.epochs:
-            train_epoch(config, state, images, precision, reporter, stop)
-            saved = finish_epoch(config, state, reporter, meter, stop)
+        while state.epoch < config.epochs and not budget_spent(config, state):
+            complete = train_epoch(config, state, images, precision, reporter, stop)
+            saved = finish_epoch(config, state, reporter, meter, stop, complete)
             if stop.signal_number:  # arrived during the samples, the evaluation or the checkpoint
                 raise interrupted(config, state, stop.signal_number, saved)
     export_generator(config, state, Path(config.run_dir))
     reporter.finish(state)
+
+
+def budget_spent(config: Config, state: TrainingState) -> bool:
+    """--time-budget counts the run's training time, summed over resumes (state.elapsed)."""
+    return bool(config.time_budget) and state.elapsed >= config.time_budget * 60
 
 
 def check_same_data(state: TrainingState, found: str) -> None:
@@ -192,8 +199,9 @@ def train_epoch(
     precision: torch.dtype,
     reporter: Reporter,
     stop: StopSignals,
-) -> None:
-    """Train the rest of state.epoch; on SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
+) -> bool:
+    """Train the rest of state.epoch; True if it ended, False if the time budget ran out first.
+    On SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
     reporter.start_epoch(state.epoch, state.batches_done)
     batches = epoch_batches(
         images,
@@ -215,28 +223,39 @@ def train_epoch(
                 f"training diverged at step {state.step} (epoch {state.epoch}): {stats}; "
                 f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}"
             )
-        reporter.log_step(state.step, stats, len(real))
+        reporter.log_step(state.step, stats, len(real), state.elapsed)
         if config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
+        if budget_spent(config, state):
+            return False  # finish_epoch evaluates and saves this position; loop() then ends the run
         if stop.signal_number:
             path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
             formats.save(formats.CHECKPOINT, formats.checkpoint_fields(state, config), path)
             raise interrupted(config, state, stop.signal_number, path)
+    return True
 
 
 def finish_epoch(
-    config: Config, state: TrainingState, reporter: Reporter, meter: QualityMeter | None, stop: StopSignals
+    config: Config,
+    state: TrainingState,
+    reporter: Reporter,
+    meter: QualityMeter | None,
+    stop: StopSignals,
+    complete: bool,
 ) -> Path:
     """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt).
 
-    A signal during the evaluation abandons it: the checkpoint is what must be saved before a supervisor's
-    grace period ends. Returns the checkpoint's path.
+    When the time budget ran out inside the epoch, the same happens at that position (a mid-epoch checkpoint that
+    --resume continues), with the final evaluation. A signal during the evaluation abandons it: the checkpoint is
+    what must be saved before a supervisor's grace period ends. Returns the checkpoint's path.
     """
     clock = time.perf_counter()
-    finished = state.epoch
-    reporter.log_samples(f"epoch_{finished}", sample_grid(state), state.step, epoch_grid=True)
+    epoch = state.epoch
+    last = budget_spent(config, state) or (complete and epoch + 1 == config.epochs)
+    reporter.log_samples(f"epoch_{epoch}" if complete else f"step_{state.step:07d}", sample_grid(state), state.step,
+                         epoch_grid=complete)  # fmt: skip
     metrics, eval_seconds = None, 0.0
-    if meter is not None and ((finished + 1) % config.eval_every == 0 or finished + 1 == config.epochs):
+    if meter is not None and (last or (complete and (epoch + 1) % config.eval_every == 0)):
         eval_started = time.perf_counter()
         try:
             with stop.evaluation():
@@ -245,10 +264,11 @@ def finish_epoch(
             pass
         eval_seconds = time.perf_counter() - eval_started
     state.elapsed += time.perf_counter() - clock
-    state.epoch, state.batches_done = finished + 1, 0
+    if complete:
+        state.epoch, state.batches_done = epoch + 1, 0
     if metrics is not None:
         record = {
-            "epoch": finished,
+            "epoch": epoch,
             "step": state.step,
             "elapsed": round(state.elapsed, 2),
             "eval_seconds": round(eval_seconds, 2),
@@ -259,12 +279,12 @@ def finish_epoch(
     improved = metrics is not None and metrics["fid"] < state.best_fid
     if improved:
         state.best_fid = fields["best_fid"] = metrics["fid"]
-    path = checkpoints.checkpoint_path(Path(config.run_dir), finished)
+    path = checkpoints.checkpoint_path(Path(config.run_dir), epoch, None if complete else state.batches_done)
     formats.save(formats.CHECKPOINT, fields, path)  # first: the resumable checkpoint matters most on a nearly full disk
     if improved:
         formats.save(formats.CHECKPOINT, fields, Path(config.run_dir) / runs.BEST_FILE)
     checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
-    reporter.end_epoch(finished, state, metrics)
+    reporter.end_epoch(epoch, state, metrics, complete)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,29 @@ def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_pat
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+@pytest.mark.slow
+def test_time_budget_ends_the_run_cleanly_and_resume_continues_it(tmp_path: Path, data_dir: Path) -> None:
+    """--time-budget: the run stops after the step that spends it, evaluates, writes a resumable mid-epoch
+    checkpoint, best.pt and generator.pth; --resume with a larger budget (or none) continues it."""
+    budget_minutes = 0.005  # 0.3 s, well inside one epoch of 400 batches
+    run_dir = train(
+        quick_config(tmp_path / "run", epochs=2, max_batches=400, sample_interval=0, time_budget=budget_minutes)
+    )
+    saved = checkpoints.list_checkpoints(run_dir)
+    assert len(saved) == 1 and saved[0].name.startswith("epoch_000_batch_"), saved
+    payload = formats.load(saved[0])
+    assert (
+        budget_minutes * 60 <= payload["elapsed"] < budget_minutes * 60 + 5
+    )  # the step that spent it, and the final eval
+    assert 0 < payload["batches_done"] < 400 and payload["epoch"] == 0
+    assert (run_dir / "generator.pth").is_file() and (run_dir / "best.pt").is_file()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [payload["step"]]  # the final evaluation, at the stop
+
+    resume(run_dir, {"time_budget": 0.0, "epochs": 1})
+    finished = formats.load(checkpoints.latest_checkpoint(run_dir))
+    assert checkpoints.latest_checkpoint(run_dir).name == "epoch_000.pt" and finished["step"] == 400
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(record["epoch"], record["step"]) for record in records] == [(0, 400)]
