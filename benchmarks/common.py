@@ -16,7 +16,7 @@ from torchvision import datasets, transforms
 
 from mnist_gan.config import Config
 from mnist_gan.data import epoch_batches, load_dataset
-from mnist_gan.devices import resolve_precision
+from mnist_gan.devices import cpu_has_fast_bf16, resolve_precision
 from mnist_gan.state import new_state
 from mnist_gan.trainer import train_step
 
@@ -36,7 +36,11 @@ def machine() -> str:
         if Path("/proc/cpuinfo").exists()
         else platform.processor()
     )
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    bf16 = "AVX512-BF16/AMX: yes (bf16 fast)" if cpu_has_fast_bf16() else "AVX512-BF16/AMX: no (bf16 emulated)"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, CPU capability {torch.backends.cpu.get_cpu_capability()}, {bf16}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 def median(values: list[float]) -> float:

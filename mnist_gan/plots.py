@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid, save_image
 
 from .data import to_uint8
 from .errors import OutputError
@@ -21,6 +20,8 @@ MAX_GRID_IMAGES = 1024  # a 32 x 32 grid (about 1000 pixels a side for MNIST); m
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save images in [-1, 1] as one PNG grid."""
+    from torchvision.utils import save_image  # imported on use: torchvision takes a second to import
+
     nrow = nrow or math.ceil(math.sqrt(len(images)))
     with atomic_output(path) as temporary:
         save_image(images, temporary, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
@@ -28,6 +29,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None
 
 def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
     """A grid as an H x W (x 3) uint8 array for matplotlib."""
+    from torchvision.utils import make_grid
+
     grid = make_grid(images.float(), nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
     return grid.mul(255).round().byte().permute(1, 2, 0).numpy()
 

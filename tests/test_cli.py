@@ -17,7 +17,7 @@ from PIL import Image
 from helpers import assert_clean_failure, run
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config
-from mnist_gan.data import TORCHVISION_DATASETS
+from mnist_gan.data.mnist import TORCHVISION_DATASETS
 
 
 def test_help_lists_every_command_and_each_command_lists_its_options() -> None:

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import torch
 
-from . import mnist
 from .batches import batches_per_epoch, epoch_batches, fingerprint, resize, to_uint8, to_unit_range
-from .mnist import TORCHVISION_DATASETS
 
 __all__ = [
-    "TORCHVISION_DATASETS", "batches_per_epoch", "epoch_batches", "fingerprint", "load_dataset", "resize",
+    "batches_per_epoch", "epoch_batches", "fingerprint", "load_dataset", "resize",
     "to_uint8", "to_unit_range",
 ]  # fmt: skip
-SOURCES = {"mnist": mnist.load, "fashion-mnist": mnist.load}  # dataset name -> its source's loader
 
 
 def load_dataset(
@@ -24,7 +21,10 @@ def load_dataset(
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
-    images, labels = SOURCES[name](name, data_dir, train, download)
+    from . import mnist  # imported on use: the sources pull in torchvision, which sampling does not need
+
+    sources = {"mnist": mnist, "fashion-mnist": mnist}  # dataset name -> the module that reads it
+    images, labels = sources[name].load(name, data_dir, train, download)
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
     return images.contiguous(), labels
