@@ -140,6 +140,15 @@ def main(
     channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
     arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
     width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
+    lr_d: Annotated[float, typer.Option(help="Adam learning rate of D; 0: the same as --lr.")] = DEFAULTS.lr_d,
+    lr_schedule: Annotated[
+        str, typer.Option(help="constant, or linear: both learning rates fall to 0 over the run's epochs.")
+    ] = DEFAULTS.lr_schedule,
+    loss: Annotated[str, typer.Option(help="ns (non-saturating) or hinge.")] = DEFAULTS.loss,
+    r1: Annotated[
+        float, typer.Option(help="Weight gamma of the R1 penalty on D's gradient at real images; 0: off.")
+    ] = DEFAULTS.r1,
+    spectral_norm: Annotated[bool, typer.Option(help="Spectral normalisation of D's layers.")] = DEFAULTS.spectral_norm,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")
     ] = DEFAULTS.ema_decay,
@@ -194,7 +203,8 @@ def main(
 
     options = {  # Config checks every value (ConfigError exits 2, naming the flag)
         "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
-        "arch": arch, "latent_dim": latent_dim, "width": width, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "arch": arch, "latent_dim": latent_dim, "width": width, "spectral_norm": spectral_norm, "lr_d": lr_d,
+        "lr_schedule": lr_schedule, "loss": loss, "r1": r1, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
         "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,

@@ -11,6 +11,8 @@ from .errors import ConfigError
 DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28)}  # name -> (channels, image size)
 ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)
+LR_SCHEDULES = ("constant", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Inclusive bounds; beyond them a run crashes (BatchNorm needs 2 images a batch; the k-NN metrics need
@@ -33,7 +35,7 @@ LIMITS = {
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
-MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels")
+MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Config:
     arch: str = "mlp"
     latent_dim: int = 100
     width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
+    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
 
     # Optimisation: Adam with the DCGAN paper's b1 = 0.5, at a higher learning rate than the usual 2e-4:
     # 2e-3 beat 1e-3, 5e-4 and 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
@@ -58,6 +61,10 @@ class Config:
     lr: float = 2e-3
     b1: float = 0.5
     b2: float = 0.999
+    lr_d: float = 0.0  # D's learning rate; 0: the same as lr (two time-scales when it differs)
+    lr_schedule: str = "constant"  # constant, or linear: decay to 0 over the run's epochs
+    loss: str = "ns"  # ns: non-saturating, on logits; hinge
+    r1: float = 0.0  # gamma of the R1 penalty, gamma/2 * |grad D(x)|^2 on real images (Mescheder et al. 2018); 0: off
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
     precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
     max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
@@ -80,6 +87,8 @@ class Config:
         check_choice("dataset", self.dataset, tuple(DATASETS))
         check_choice("arch", self.arch, ARCHITECTURES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("device", self.device, DEVICES)
         channels, size = DATASETS[self.dataset]
         # Fill the dataset's defaults so a saved config is explicit.
@@ -99,7 +108,9 @@ class Config:
             )
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}", "lr")
-        for name in ("b1", "b2", "ema_decay"):
+        if not 0 <= self.r1 <= 1e4:
+            raise ConfigError(f"r1 must be between 0 and 10,000, got {self.r1}", "r1")
+        for name in ("b1", "b2", "ema_decay", "lr_d"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
         if self.arch == "dcgan" and self.img_size % 4:

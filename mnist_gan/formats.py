@@ -126,9 +126,9 @@ def restore_checkpoint(payload: dict[str, Any], config: Config, device: torch.de
         state.ema.n_averaged.fill_(payload["ema_updates"])
     state.optimizer_g.load_state_dict(payload["optimizer_g"])
     state.optimizer_d.load_state_dict(payload["optimizer_d"])
-    for optimizer in (state.optimizer_g, state.optimizer_d):
+    for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_d or config.lr)):
         for group in optimizer.param_groups:
-            group["lr"], group["betas"] = config.lr, (config.b1, config.b2)
+            group["lr"], group["betas"] = lr, (config.b1, config.b2)
     state.fixed_noise = payload["fixed_noise"].to(device)
     state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
     state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")

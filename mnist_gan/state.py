@@ -67,6 +67,6 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
         discriminator=discriminator,
         ema=ema,
         optimizer_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
-        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d or config.lr, betas=betas),
         fixed_noise=torch.randn(FIXED_NOISE_SIZE, config.latent_dim, generator=noise_rng).to(device),
     )

@@ -31,32 +31,39 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- the GAN step
-def train_step(state: TrainingState, real: torch.Tensor, latent_dim: int, precision: torch.dtype) -> dict[str, float]:
-    """One discriminator and one generator update with the non-saturating loss on logits."""
+def train_step(
+    state: TrainingState,
+    real: torch.Tensor,
+    latent_dim: int,
+    precision: torch.dtype,
+    loss: str = "ns",
+    r1: float = 0.0,
+) -> dict[str, float]:
+    """One discriminator and one generator update, on logits: the non-saturating loss or the hinge loss,
+    optionally with the R1 penalty on D's gradient at the real images."""
     generator, discriminator = state.generator, state.discriminator
-    batch_size = real.shape[0]
-    ones = torch.ones(batch_size, device=real.device)
-    zeros = torch.zeros(batch_size, device=real.device)
-    z = torch.randn(batch_size, latent_dim, device=real.device)
+    z = torch.randn(real.shape[0], latent_dim, device=real.device)
 
-    # (1) Update D: maximise log D(x) + log(1 - D(G(z))). Real and fake go through D separately
-    # so that BatchNorm never mixes their statistics.
+    # (1) Update D: tell real from fake. Real and fake go through D separately so that BatchNorm never
+    # mixes their statistics.
+    real.requires_grad_(r1 > 0)
     with autocast(real.device, precision):
         fake = generator(z)
         logits_real = discriminator(real).float()
         logits_fake = discriminator(fake.detach()).float()
-    loss_d_real = F.binary_cross_entropy_with_logits(logits_real, ones)
-    loss_d_fake = F.binary_cross_entropy_with_logits(logits_fake, zeros)
-    loss_d = loss_d_real + loss_d_fake
+    loss_d = discriminator_loss(logits_real, logits_fake, loss)
+    if r1:
+        (gradient,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+        loss_d = loss_d + r1 / 2 * gradient.pow(2).flatten(1).sum(1).mean()
     state.optimizer_d.zero_grad(set_to_none=True)
     loss_d.backward()
     state.optimizer_d.step()
 
-    # (2) Update G: maximise log D(G(z)). D's weights are frozen: only the gradient w.r.t. its input is needed.
+    # (2) Update G: make D call its images real. D's weights are frozen: only the gradient w.r.t. its input is needed.
     discriminator.requires_grad_(False)
     with autocast(real.device, precision):
         logits_fake_for_g = discriminator(fake).float()
-    loss_g = F.binary_cross_entropy_with_logits(logits_fake_for_g, ones)
+    loss_g = generator_loss(logits_fake_for_g, loss)
     state.optimizer_g.zero_grad(set_to_none=True)
     loss_g.backward()
     state.optimizer_g.step()
@@ -70,6 +77,29 @@ def train_step(state: TrainingState, real: torch.Tensor, latent_dim: int, precis
         "d_real": torch.sigmoid(logits_real).mean().item(),  # D(x)
         "d_fake": torch.sigmoid(logits_fake).mean().item(),  # D(G(z)) before D's update
     }
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "hinge":
+        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+    # non-saturating: maximise log D(x) + log(1 - D(G(z)))
+    return F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + (
+        F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    )
+
+
+def generator_loss(logits_fake: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "hinge":
+        return -logits_fake.mean()
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))  # maximise log D(G(z))
+
+
+def set_learning_rates(state: TrainingState, config: Config, total_steps: int) -> None:
+    """--lr-schedule linear: both rates fall linearly from their start to 0 at the run's last step."""
+    scale = 1.0 - state.step / total_steps if config.lr_schedule == "linear" else 1.0
+    for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_d or config.lr)):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * scale
 
 
 # ----------------------------------------------------------------------------------- the loop
@@ -203,6 +233,7 @@ def train_epoch(
     """Train the rest of state.epoch; True if it ended, False if the time budget ran out first.
     On SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
     reporter.start_epoch(state.epoch, state.batches_done)
+    total_steps = config.epochs * batches_per_epoch(len(images), config.batch_size, config.max_batches)
     batches = epoch_batches(
         images,
         batch_size=config.batch_size,
@@ -213,7 +244,8 @@ def train_epoch(
     )
     clock = time.perf_counter()
     for real in batches:
-        stats = train_step(state, real, config.latent_dim, precision)
+        set_learning_rates(state, config, total_steps)
+        stats = train_step(state, real, config.latent_dim, precision, config.loss, config.r1)
         state.elapsed += time.perf_counter() - clock  # wall time, including logging and samples
         clock = time.perf_counter()
         state.step += 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
-from mnist_gan.state import new_state
-from mnist_gan.trainer import train_step
+from mnist_gan.state import TrainingState, new_state
+from mnist_gan.trainer import discriminator_loss, generator_loss, set_learning_rates, train_step
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
@@ -55,3 +56,61 @@ def test_ema_follows_the_generator_but_lags() -> None:
     assert not torch.equal(ema_weight, start)  # it follows...
     assert (ema_weight - start).norm() < (raw_weight - start).norm()  # ...but lags behind the generator
     assert int(state.ema.n_averaged) == 4
+
+
+def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
+    """One step of a new DCGAN on a fixed batch: the same weights, noise and batch for every variant."""
+    config = Config(arch="dcgan", width=8, batch_size=16, **config_values)
+    state = new_state(config, torch.device("cpu"))
+    real = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.manual_seed(1)
+    return state, train_step(state, real, config.latent_dim, torch.float32, loss, r1)
+
+
+def test_hinge_and_non_saturating_losses_follow_their_formulas_and_reach_training() -> None:
+    real, fake = torch.tensor([0.5, 3.0]), torch.tensor([-2.0, 0.25])
+    # hinge: D pays only inside the margin, G maximises D's raw score
+    assert discriminator_loss(real, fake, "hinge").item() == pytest.approx((0.5 + 0.0) / 2 + (0.0 + 1.25) / 2)
+    assert generator_loss(fake, "hinge").item() == pytest.approx(-(-2.0 + 0.25) / 2)
+    # non-saturating: -log sigmoid(real) - log(1 - sigmoid(fake)); G: -log sigmoid(fake)
+    softplus = torch.nn.functional.softplus
+    assert discriminator_loss(real, fake, "ns").item() == pytest.approx(
+        (softplus(-real) + softplus(fake)).mean().item()
+    )
+    assert generator_loss(fake, "ns").item() == pytest.approx(softplus(-fake).mean().item())
+    hinge_state, _ = fresh_step("hinge")
+    ns_state, _ = fresh_step("ns")
+    assert not torch.equal(hinge_state.generator.project[0].weight, ns_state.generator.project[0].weight)
+
+
+def test_r1_penalty_adds_to_the_discriminator_loss_only() -> None:
+    _, plain = fresh_step()
+    _, penalised = fresh_step(r1=10.0)
+    assert penalised["loss_d"] > plain["loss_d"] + 1e-4  # gamma/2 * |grad D(x)|^2 > 0
+    assert penalised["d_real"] == pytest.approx(plain["d_real"])  # the same D, the same batch, before the update
+
+
+def test_spectral_norm_keeps_each_discriminator_layer_near_unit_norm() -> None:
+    state, _ = fresh_step(spectral_norm=True)
+    for _ in range(5):
+        train_step(state, torch.rand(16, 1, 28, 28) * 2 - 1, 100, torch.float32)
+    layers = [module for module in state.discriminator.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    assert layers and all(hasattr(layer.parametrizations, "weight") for layer in layers)
+    for layer in layers:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert 0.8 < sigma < 1.1, sigma  # the plain DCGAN init has sigma far from 1
+    plain, _ = fresh_step()
+    plain_sigma = [torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2) for m in plain.discriminator.modules()
+                   if isinstance(m, (nn.Linear, nn.Conv2d))]  # fmt: skip
+    assert any(abs(sigma - 1) > 0.2 for sigma in plain_sigma)
+
+
+def test_two_time_scales_and_the_linear_schedule_set_each_optimizer() -> None:
+    state = new_state(Config(lr=1e-3, lr_d=4e-3), torch.device("cpu"))
+    assert state.optimizer_g.param_groups[0]["lr"] == 1e-3 and state.optimizer_d.param_groups[0]["lr"] == 4e-3
+    state.step = 75
+    set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3, lr_schedule="linear"), total_steps=100)
+    assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert state.optimizer_d.param_groups[0]["lr"] == pytest.approx(1e-3)
+    set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3), total_steps=100)  # constant: back to the start values
+    assert state.optimizer_g.param_groups[0]["lr"] == 1e-3

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
@@ -31,15 +32,17 @@ def init_weights(module: nn.Module) -> None:
 def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
     """Return (generator, discriminator) for a run configuration."""
     shape = dict(channels=config.channels, img_size=config.img_size)
-    if config.arch == "mlp":
-        return MLPGenerator(latent_dim=config.latent_dim, **shape), MLPDiscriminator(**shape)
     if config.arch == "dcgan":
         generator = DCGANGenerator(latent_dim=config.latent_dim, width=config.width, **shape)
         discriminator = DCGANDiscriminator(width=config.width, **shape)
         generator.apply(init_weights)
         discriminator.apply(init_weights)
-        return generator, discriminator
-    raise ValueError(f"unknown architecture {config.arch!r}")
+    else:
+        generator, discriminator = MLPGenerator(latent_dim=config.latent_dim, **shape), MLPDiscriminator(**shape)
+    if config.spectral_norm:
+        for layer in [module for module in discriminator.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]:
+            spectral_norm(layer)  # weight / its largest singular value, by one power iteration per step
+    return generator, discriminator
 
 
 @contextlib.contextmanager
