@@ -147,7 +147,8 @@ class MnistGanLoop:
             epoch += 1
 
     def step(self, real: torch.Tensor) -> None:
-        train_step(self.state, real, self.config.latent_dim, self.precision)
+        """One step with the config's loss and R1 weight (--lr-schedule is not applied: these loops have no set length)."""
+        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, self.config.r1)
 
     def sampler(self) -> nn.Module:
         return copy.deepcopy(self.state.sampler).eval()
