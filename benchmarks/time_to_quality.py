@@ -27,7 +27,10 @@ def parse_overrides(pairs: list[str]) -> dict:
     overrides = {}
     for pair in pairs:
         name, value = pair.split("=", 1)
-        overrides[name] = {"int": int, "float": float}.get(types[name], str)(value)
+        parse_bool = {"true": True, "1": True, "false": False, "0": False}.__getitem__
+        overrides[name] = {"int": int, "float": float, "bool": parse_bool}.get(types[name], str)(
+            value.lower() if types[name] == "bool" else value
+        )
     return overrides
 
 
