@@ -142,7 +142,10 @@ def main(
     width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
     lr_d: Annotated[float, typer.Option(help="Adam learning rate of D; 0: the same as --lr.")] = DEFAULTS.lr_d,
     lr_schedule: Annotated[
-        str, typer.Option(help="constant, or linear: both learning rates fall to 0 over the run's epochs.")
+        str,
+        typer.Option(
+            help="constant, or linear: both learning rates fall to 0 at the end of the run (its epochs, or --time-budget if sooner)."
+        ),
     ] = DEFAULTS.lr_schedule,
     loss: Annotated[str, typer.Option(help="ns (non-saturating) or hinge.")] = DEFAULTS.loss,
     r1: Annotated[

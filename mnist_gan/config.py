@@ -62,7 +62,9 @@ class Config:
     b1: float = 0.5
     b2: float = 0.999
     lr_d: float = 0.0  # D's learning rate; 0: the same as lr (two time-scales when it differs)
-    lr_schedule: str = "constant"  # constant, or linear: decay to 0 over the run's epochs
+    lr_schedule: str = (
+        "constant"  # constant, or linear: decay to 0 at the end of the run (its epochs or its time budget)
+    )
     loss: str = "ns"  # ns: non-saturating, on logits; hinge
     r1: float = 0.0  # gamma of the R1 penalty, gamma/2 * |grad D(x)|^2 on real images (Mescheder et al. 2018); 0: off
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off

@@ -95,11 +95,16 @@ def generator_loss(logits_fake: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 def set_learning_rates(state: TrainingState, config: Config, total_steps: int) -> None:
-    """--lr-schedule linear: both rates fall linearly from their start to 0 at the run's last step."""
-    scale = 1.0 - state.step / total_steps if config.lr_schedule == "linear" else 1.0
+    """--lr-schedule linear: both rates fall linearly from their start to 0 at the end of the run, which is its
+    last step or, with --time-budget, the end of the budget if that comes first."""
+    progress = 0.0
+    if config.lr_schedule == "linear":
+        progress = state.step / total_steps
+        if config.time_budget:
+            progress = max(progress, state.elapsed / (config.time_budget * 60))
     for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_d or config.lr)):
         for group in optimizer.param_groups:
-            group["lr"] = lr * scale
+            group["lr"] = lr * max(0.0, 1.0 - progress)
 
 
 # ----------------------------------------------------------------------------------- the loop

@@ -112,5 +112,8 @@ def test_two_time_scales_and_the_linear_schedule_set_each_optimizer() -> None:
     set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3, lr_schedule="linear"), total_steps=100)
     assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
     assert state.optimizer_d.param_groups[0]["lr"] == pytest.approx(1e-3)
+    state.elapsed = 45.0  # with a 1-minute budget the run ends sooner than its steps: decay over the budget
+    set_learning_rates(state, Config(lr=1e-3, lr_schedule="linear", time_budget=1.0), total_steps=1000)
+    assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
     set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3), total_steps=100)  # constant: back to the start values
     assert state.optimizer_g.param_groups[0]["lr"] == 1e-3
