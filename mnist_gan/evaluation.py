@@ -12,12 +12,12 @@ import torch
 from rich.table import Table
 
 from . import checkpoints, formats, runs
-from .config import MIN_EVAL_SAMPLES, Config
+from .config import Config
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError
 from .evaluator import load_evaluator, save_evaluator, train_evaluator
-from .metrics import MAX_EVAL_SAMPLES, METRICS, QualityMeter, fixed_subset
+from .metrics import METRICS, QualityMeter, check_sample_count, fixed_subset
 from .sampling import sample_images
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,7 @@ def evaluate(
         if checkpoint is not None or run_dir is not None:
             raise ConfigError("--images scores a file of images; it cannot be combined with --checkpoint or --run-dir")
         fake = load_images_file(images)
-        if not MIN_EVAL_SAMPLES <= len(fake) <= MAX_EVAL_SAMPLES:
-            raise MnistGanError(
-                f"--images {images} holds {len(fake):,} images; the metrics need "
-                f"{MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} (fewer mean nothing)"
-            )
+        check_sample_count(len(fake), f"--images {images}")  # before the evaluator and the test set are loaded
         source, dataset, data_dir = images, dataset or "mnist", data_dir or "data"
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)

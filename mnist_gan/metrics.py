@@ -136,6 +136,15 @@ def manifold_metrics(
     }
 
 
+def check_sample_count(count: int, what: str) -> None:
+    """The metrics mean nothing on fewer than MIN_EVAL_SAMPLES images and do not fit in memory beyond MAX."""
+    if not MIN_EVAL_SAMPLES <= count <= MAX_EVAL_SAMPLES:
+        raise MnistGanError(
+            f"{what} holds {count:,} images; the metrics need {MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} "
+            f"(fewer mean nothing, more do not fit in memory)"
+        )
+
+
 class QualityMeter:
     """Scores generated images against real ones (the test split) in an evaluator's feature space.
 
@@ -156,11 +165,7 @@ class QualityMeter:
 
     def score(self, images: torch.Tensor) -> dict[str, float]:
         """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
-        if not MIN_EVAL_SAMPLES <= len(images) <= MAX_EVAL_SAMPLES:
-            raise MnistGanError(
-                f"the metrics need {MIN_EVAL_SAMPLES:,} to {MAX_EVAL_SAMPLES:,} images "
-                f"(fewer mean nothing, more do not fit in memory), got {len(images):,}"
-            )
+        check_sample_count(len(images), "the sample")
         features, logits = self.evaluator.embed(images)
         if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):  # FID's matrix root would crash
             raise MnistGanError(
