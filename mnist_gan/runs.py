@@ -58,9 +58,10 @@ def newest_run(root: str | Path = RUNS_ROOT) -> Path:
 
 def check_run_dir(run_dir: Path, resuming: bool) -> None:
     """Refuse a folder that holds another run's outputs (unless resuming it), or planted symlinks."""
-    if not resuming and run_dir.exists() and run_outputs(run_dir):
+    found = run_outputs(run_dir) if not resuming and run_dir.exists() else []
+    if found:
         raise MnistGanError(
-            f"{run_dir} already holds a run ({', '.join(run_outputs(run_dir)[:4])}); "
+            f"{run_dir} already holds a run ({', '.join(found[:4])}); "
             f"add --resume to continue it, or pick another --run-dir"
         )
     for name in (CHECKPOINT_DIR, IMAGES_DIR, METRICS_FILE, LOCK_FILE):
@@ -78,8 +79,8 @@ def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
     probe_writable(run_dir, "--run-dir")
 
 
-def remove_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed process left (they are never read); returns what was removed."""
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files a killed process left (they are never read)."""
     leftovers = [
         path
         for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / IMAGES_DIR)
@@ -88,7 +89,6 @@ def remove_temporaries(run_dir: Path) -> list[Path]:
     ]
     for path in leftovers:
         path.unlink(missing_ok=True)
-    return leftovers
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
