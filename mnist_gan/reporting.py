@@ -81,15 +81,17 @@ class Reporter:
             )
         self.window_images, self.window_start = 0, time.perf_counter()
 
-    def log_step(self, step: int, stats: dict[str, float], batch_size: int, elapsed: float) -> None:
+    def advance(self, batch_size: int) -> None:
+        """One step done: the progress bar and the speed window."""
         self.window_images += batch_size
         if self.progress is not None:
             self.progress.advance(self.task)
-        if step % self.config.log_every:
-            return
+
+    def log_step(self, step: int, stats: dict[str, float], elapsed: float) -> None:
+        """The training scalars, averaged over the steps since the last call (every --log-every steps)."""
         images_per_second = self.window_images / max(time.perf_counter() - self.window_start, 1e-9)
         self.window_images, self.window_start = 0, time.perf_counter()
-        remaining = self.run_seconds_left(step, images_per_second / batch_size, elapsed)
+        remaining = self.run_seconds_left(step, images_per_second / self.config.batch_size, elapsed)
         for key, tag in SCALAR_TAGS.items():
             self.writer.add_scalar(tag, stats[key], step)
         self.writer.add_scalar("speed/images_per_second", images_per_second, step)

@@ -38,9 +38,10 @@ def train_step(
     precision: torch.dtype,
     loss: str = "ns",
     r1: float = 0.0,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One discriminator and one generator update, on logits: the non-saturating loss or the hinge loss,
-    optionally with the R1 penalty on D's gradient at the real images."""
+    optionally with the R1 penalty on D's gradient at the real images. The statistics stay on the device
+    (0-dim tensors): reading them every step would make a GPU wait for the host."""
     generator, discriminator = state.generator, state.discriminator
     z = torch.randn(real.shape[0], latent_dim, device=real.device)
 
@@ -72,10 +73,10 @@ def train_step(
     if state.ema is not None:
         state.ema.update_parameters(generator)
     return {
-        "loss_d": loss_d.item(),
-        "loss_g": loss_g.item(),
-        "d_real": torch.sigmoid(logits_real).mean().item(),  # D(x)
-        "d_fake": torch.sigmoid(logits_fake).mean().item(),  # D(G(z)) before D's update
+        "loss_d": loss_d.detach(),
+        "loss_g": loss_g.detach(),
+        "d_real": torch.sigmoid(logits_real.detach()).mean(),  # D(x)
+        "d_fake": torch.sigmoid(logits_fake.detach()).mean(),  # D(G(z)) before D's update
     }
 
 
@@ -248,6 +249,8 @@ def train_epoch(
         max_batches=config.max_batches,
     )
     clock = time.perf_counter()
+    totals: dict[str, torch.Tensor] = {}  # the step statistics since the last read, summed on the device
+    summed = 0
     for real in batches:
         set_learning_rates(state, config, total_steps)
         stats = train_step(state, real, config.latent_dim, precision, config.loss, config.r1)
@@ -255,21 +258,41 @@ def train_epoch(
         clock = time.perf_counter()
         state.step += 1
         state.batches_done += 1
-        if not all(math.isfinite(value) for value in stats.values()):
-            raise TrainingDiverged(
-                f"training diverged at step {state.step} (epoch {state.epoch}): {stats}; "
-                f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}"
-            )
-        reporter.log_step(state.step, stats, len(real), state.elapsed)
+        totals = {name: value + totals.get(name, 0) for name, value in stats.items()}
+        summed += 1
+        reporter.advance(len(real))
+        if state.step % config.log_every == 0:
+            reporter.log_step(state.step, read_stats(config, state, totals, summed), state.elapsed)
+            totals, summed = {}, 0
         if config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
+        if budget_spent(config, state) or stop.signal_number:  # about to save: never a diverged state
+            read_stats(config, state, totals, summed)
         if budget_spent(config, state):
             return False  # finish_epoch evaluates and saves this position; loop() then ends the run
         if stop.signal_number:
             path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
             formats.save(formats.CHECKPOINT, formats.checkpoint_fields(state, config), path)
             raise interrupted(config, state, stop.signal_number, path)
+    read_stats(config, state, totals, summed)
     return True
+
+
+def read_stats(config: Config, state: TrainingState, totals: dict[str, torch.Tensor], summed: int) -> dict[str, float]:
+    """The mean statistics of the last `summed` steps: one host sync per read. Non-finite ones end the run
+    before anything is saved from it."""
+    if not totals:
+        return {}
+    means = dict(zip(totals, (torch.stack(list(totals.values())) / summed).tolist(), strict=True))
+    if not all(math.isfinite(value) for value in means.values()):
+        steps = (
+            f"at step {state.step}" if summed == 1 else f"between step {state.step - summed + 1} and step {state.step}"
+        )
+        raise TrainingDiverged(
+            f"training diverged {steps} (epoch {state.epoch}): {means}; "
+            f"the last good checkpoint is kept in {Path(config.run_dir) / runs.CHECKPOINT_DIR}"
+        )
+    return means
 
 
 def finish_epoch(

@@ -34,7 +34,8 @@ def test_one_step_changes_both_models_and_losses_are_finite(arch: str, precision
     real = torch.rand(16, 1, 28, 28) * 2 - 1  # the step does not care what the data is
     stats = train_step(state, real, config.latent_dim, precision)
     assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}
-    assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
+    # 0-dim tensors left on the device, detached: the loop reads them once per --log-every steps
+    assert all(value.ndim == 0 and not value.requires_grad and torch.isfinite(value) for value in stats.values())
     assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
     assert all(not torch.equal(a, b) for a, b in zip(before_g, state.generator.parameters(), strict=True))
     assert all(not torch.equal(a, b) for a, b in zip(before_d, state.discriminator.parameters(), strict=True))
@@ -64,7 +65,8 @@ def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[Trai
     state = new_state(config, torch.device("cpu"))
     real = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     torch.manual_seed(1)
-    return state, train_step(state, real, config.latent_dim, torch.float32, loss, r1)
+    stats = train_step(state, real, config.latent_dim, torch.float32, loss, r1)
+    return state, {name: value.item() for name, value in stats.items()}
 
 
 def test_hinge_and_non_saturating_losses_follow_their_formulas_and_reach_training() -> None:

@@ -176,10 +176,10 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
     def step_that_diverges(state, *args):
         stats = real_step(state, *args)
-        return {**stats, "loss_g": float("nan")} if state.step == 8 else stats  # the 9th step
+        return {**stats, "loss_g": torch.tensor(float("nan"))} if state.step == 8 else stats  # the 9th step
 
     monkeypatch.setattr(trainer, "train_step", step_that_diverges)
-    with pytest.raises(TrainingDiverged, match="step 9"):
+    with pytest.raises(TrainingDiverged, match="between step 9 and step 10"):  # read every --log-every 2 steps
         train(quick_config(tmp_path / "run", eval_every=0))
     assert [path.name for path in checkpoints.list_checkpoints(tmp_path / "run")] == ["epoch_000.pt"]
 

@@ -11,7 +11,7 @@ from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from helpers import parameters, quick_config, read_events
-from mnist_gan import checkpoints, formats, resume, train
+from mnist_gan import checkpoints, formats, resume, train, trainer
 from mnist_gan.config import Config
 
 
@@ -40,6 +40,28 @@ def test_run_writes_events_checkpoints_and_samples(trained_run: Path) -> None:
         assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8 x 8 images of 28 px with 2 px padding
     generator, config, epochs_done = checkpoints.load_generator(trained_run / "generator.pth")
     assert epochs_done == 2 and generator(torch.randn(3, config.latent_dim)).shape == (3, 1, 28, 28)
+
+
+def test_scalars_are_window_means_read_from_the_device_once_per_window(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No host sync per step (a GPU would wait for it): the statistics are summed on the device and read once
+    per --log-every steps, and TensorBoard gets their mean over the window."""
+    real_step, real_read, reads = trainer.train_step, trainer.read_stats, []
+
+    def numbered_step(state, *args):
+        return {**real_step(state, *args), "loss_d": torch.tensor(float(state.step + 1))}  # step n reports n
+
+    def counted_read(config, state, totals, summed):
+        reads.append(summed)
+        return real_read(config, state, totals, summed)
+
+    monkeypatch.setattr(trainer, "train_step", numbered_step)
+    monkeypatch.setattr(trainer, "read_stats", counted_read)
+    run = train(quick_config(tmp_path / "run", eval_every=0, log_every=3, sample_interval=0))
+    logged = [(event.step, event.value) for event in read_events(run).Scalars("loss/discriminator")]
+    assert logged == [(3, 2.0), (6, 5.0), (9, 8.0), (12, 11.0)]  # the means of steps 1-3, 4-6, ...
+    assert [summed for summed in reads if summed] == [3, 3, 3, 3]  # 12 steps, 4 reads
 
 
 def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
