@@ -152,6 +152,9 @@ def main(
         float, typer.Option(help="Weight gamma of the R1 penalty on D's gradient at real images; 0: off.")
     ] = DEFAULTS.r1,
     spectral_norm: Annotated[bool, typer.Option(help="Spectral normalisation of D's layers.")] = DEFAULTS.spectral_norm,
+    minibatch_std: Annotated[
+        bool, typer.Option(help="D also sees the spread of its features over groups of 4 images (more variety).")
+    ] = DEFAULTS.minibatch_std,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")
     ] = DEFAULTS.ema_decay,
@@ -206,7 +209,8 @@ def main(
 
     options = {  # Config checks every value (ConfigError exits 2, naming the flag)
         "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
-        "arch": arch, "latent_dim": latent_dim, "width": width, "spectral_norm": spectral_norm, "lr_d": lr_d,
+        "arch": arch, "latent_dim": latent_dim, "width": width, "spectral_norm": spectral_norm,
+        "minibatch_std": minibatch_std, "lr_d": lr_d,
         "lr_schedule": lr_schedule, "loss": loss, "r1": r1, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,

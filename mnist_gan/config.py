@@ -32,10 +32,13 @@ LIMITS = {
     "keep_last": (0, 1_000_000),
     "seed": (0, 2**31 - 1),
 }
+# Settings added after the first release, and the value that means "as before they existed": a saved config without
+# them (an older checkpoint) is rebuilt with these, not with today's defaults.
+BEFORE_FIELD_EXISTED = {"minibatch_std": False, "r1": 0.0, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0}
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
-MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm")
+MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Config:
     latent_dim: int = 100
     width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
+    minibatch_std: bool = False  # D also sees the spread of its features over groups of 4 images (ProGAN)
 
     # Optimisation: Adam with the DCGAN paper's b1 = 0.5, at a higher learning rate than the usual 2e-4:
     # 2e-3 beat 1e-3, 5e-4 and 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
@@ -123,11 +127,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Rebuild a saved config; keys from other versions are ignored so old checkpoints still load."""
+        """Rebuild a saved config; keys from other versions are ignored so old checkpoints still load, and a
+        setting added since then takes the value that reproduces how the old run was trained."""
         if not isinstance(values, dict):
             raise ConfigError(f"a config must be a dict, got {type(values).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        return cls(**{**BEFORE_FIELD_EXISTED, **{key: value for key, value in values.items() if key in known}})
 
 
 def check_types(config: Config) -> None:

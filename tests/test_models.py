@@ -119,3 +119,29 @@ def test_two_time_scales_and_the_linear_schedule_set_each_optimizer() -> None:
     assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
     set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3), total_steps=100)  # constant: back to the start values
     assert state.optimizer_g.param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("batch", [16, 6, 5])  # groups of 4, of 2 (gcd), of 1
+def test_minibatch_std_lets_the_discriminator_see_a_lack_of_variety(arch: str, batch: int) -> None:
+    _, discriminator = build_models(Config(arch=arch, width=8, minibatch_std=True))
+    discriminator.eval()  # BatchNorm's running statistics: each image's logit depends on its batch only via the spread
+    varied = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    repeated = varied[:1].expand(batch, -1, -1, -1)  # a collapsed generator: one image over and over
+    logits_alone = discriminator(varied[:1])
+    spread_changes_logit = not torch.allclose(discriminator(varied)[0], discriminator(repeated)[0])
+    assert spread_changes_logit == (batch % 2 == 0)  # a group of 1 has no spread to see
+    assert torch.allclose(discriminator(repeated)[0], logits_alone[0])  # no spread: as if the image were alone
+    _, plain = build_models(Config(arch=arch, width=8))
+    plain.eval()
+    assert torch.allclose(plain(varied)[0], plain(repeated)[0])  # without the layer D cannot tell
+
+
+def test_minibatch_std_trains_and_old_checkpoints_keep_their_recipe() -> None:
+    _, stats = fresh_step(minibatch_std=True)
+    assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
+    recipe = {"minibatch_std": True, "r1": 1.0, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3}
+    saved_before_these_settings = {k: v for k, v in Config(**recipe).to_dict().items() if k not in recipe}
+    old = Config.from_dict(saved_before_these_settings)  # an old checkpoint is rebuilt as it was trained
+    assert (old.minibatch_std, old.r1, old.loss, old.lr_schedule, old.lr_d) == (False, 0.0, "ns", "constant", 0.0)
+    assert Config.from_dict(Config(**recipe).to_dict()) == Config(**recipe)

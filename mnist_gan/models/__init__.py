@@ -34,11 +34,12 @@ def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
     shape = dict(channels=config.channels, img_size=config.img_size)
     if config.arch == "dcgan":
         generator = DCGANGenerator(latent_dim=config.latent_dim, width=config.width, **shape)
-        discriminator = DCGANDiscriminator(width=config.width, **shape)
+        discriminator = DCGANDiscriminator(width=config.width, minibatch_std=config.minibatch_std, **shape)
         generator.apply(init_weights)
         discriminator.apply(init_weights)
     else:
-        generator, discriminator = MLPGenerator(latent_dim=config.latent_dim, **shape), MLPDiscriminator(**shape)
+        generator = MLPGenerator(latent_dim=config.latent_dim, **shape)
+        discriminator = MLPDiscriminator(minibatch_std=config.minibatch_std, **shape)
     if config.spectral_norm:
         for layer in [module for module in discriminator.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]:
             spectral_norm(layer)  # weight / its largest singular value, by one power iteration per step

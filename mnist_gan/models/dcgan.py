@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import MinibatchStd
+
 
 class DCGANGenerator(nn.Module):
     """z -> 4w x s x s -> 2w x 2s x 2s -> C x 4s x 4s, with s = img_size / 4 (7 for 28, 8 for 32)."""
@@ -34,7 +36,7 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """C x 4s x 4s -> w x 2s x 2s -> 2w x s x s -> 1 logit; no BatchNorm on the input layer, as in the paper."""
 
-    def __init__(self, *, channels: int = 1, img_size: int = 28, width: int = 32) -> None:
+    def __init__(self, *, channels: int = 1, img_size: int = 28, width: int = 32, minibatch_std: bool = False) -> None:
         super().__init__()
         self.net = nn.Sequential(  # input: C x 28 x 28
             nn.Conv2d(channels, width, 4, 2, 1),
@@ -42,8 +44,9 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
             nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(0.2, inplace=True),  # state: 2w x 7 x 7
+            *([MinibatchStd()] if minibatch_std else []),  # state: (2w + 1) x 7 x 7
             nn.Flatten(),
-            nn.Linear(2 * width * (img_size // 4) ** 2, 1),
+            nn.Linear((2 * width + minibatch_std) * (img_size // 4) ** 2, 1),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

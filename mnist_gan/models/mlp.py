@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import MinibatchStd
+
 
 class MLPGenerator(nn.Module):
     """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, as the well-known reference implementations build it."""
@@ -34,9 +36,9 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """C*H*W -> 512 -> 256 -> 1 logit (no Sigmoid: the loss works on logits)."""
+    """C*H*W -> 512 -> 256 (+1: minibatch spread) -> 1 logit (no Sigmoid: the loss works on logits)."""
 
-    def __init__(self, *, channels: int = 1, img_size: int = 28) -> None:
+    def __init__(self, *, channels: int = 1, img_size: int = 28, minibatch_std: bool = False) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Flatten(),
@@ -44,7 +46,8 @@ class MLPDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(512, 256),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(256, 1),
+            *([MinibatchStd()] if minibatch_std else []),
+            nn.Linear(256 + minibatch_std, 1),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
