@@ -117,18 +117,20 @@ def checkpoint_fields(state: TrainingState, config: Config) -> dict[str, Any]:
 
 
 def restore_checkpoint(payload: dict[str, Any], config: Config, device: torch.device) -> TrainingState:
-    """The training state a checkpoint holds, with `config`'s learning rate and betas (a resume may change them)."""
+    """The training state a checkpoint holds, with `config`'s learning rate and betas (a resume may change them),
+    and the Adam kernel this device runs (the checkpoint may come from another)."""
     state = new_state(config, device)
     state.generator.load_state_dict(payload["generator"])
     state.discriminator.load_state_dict(payload["discriminator"])
     if state.ema is not None and payload.get("generator_ema") is not None:
         state.ema.module.load_state_dict(payload["generator_ema"])
         state.ema.n_averaged.fill_(payload["ema_updates"])
-    state.optimizer_g.load_state_dict(payload["optimizer_g"])
-    state.optimizer_d.load_state_dict(payload["optimizer_d"])
-    for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_d or config.lr)):
+    for optimizer, name, lr in ((state.optimizer_g, "optimizer_g", config.lr),
+                                (state.optimizer_d, "optimizer_d", config.lr_d or config.lr)):  # fmt: skip
+        kernel = {key: optimizer.defaults[key] for key in ("fused", "foreach")}
+        optimizer.load_state_dict(payload[name])
         for group in optimizer.param_groups:
-            group["lr"], group["betas"] = lr, (config.b1, config.b2)
+            group.update(lr=lr, betas=(config.b1, config.b2), **kernel)
     state.fixed_noise = payload["fixed_noise"].to(device)
     state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
     state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")

@@ -57,7 +57,6 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
 def new_state(config: Config, device: torch.device) -> TrainingState:
     torch.manual_seed(config.seed)
     generator, discriminator = (model.to(device) for model in build_models(config))
-    betas = (config.b1, config.b2)
     ema = None
     if config.ema_decay > 0:
         ema = AveragedModel(generator, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
@@ -66,7 +65,14 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
         generator=generator,
         discriminator=discriminator,
         ema=ema,
-        optimizer_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
-        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d or config.lr, betas=betas),
+        optimizer_g=adam(generator, config.lr, config, device),
+        optimizer_d=adam(discriminator, config.lr_d or config.lr, config, device),
         fixed_noise=torch.randn(FIXED_NOISE_SIZE, config.latent_dim, generator=noise_rng).to(device),
     )
+
+
+def adam(model: torch.nn.Module, lr: float, config: Config, device: torch.device) -> torch.optim.Adam:
+    """Adam as one fused kernel per step where torch has one (CPU, CUDA): at batch 64 on a 2-core AVX2 CPU the
+    whole training step runs 1.4x faster than with the per-tensor version (benchmarks/throughput.py)."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(config.b1, config.b2), fused=fused or None)

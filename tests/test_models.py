@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
 from mnist_gan.state import TrainingState, new_state
@@ -145,3 +146,20 @@ def test_minibatch_std_trains_and_old_checkpoints_keep_their_recipe() -> None:
     old = Config.from_dict(saved_before_these_settings)  # an old checkpoint is rebuilt as it was trained
     assert (old.minibatch_std, old.r1, old.loss, old.lr_schedule, old.lr_d) == (False, 0.0, "ns", "constant", 0.0)
     assert Config.from_dict(Config(**recipe).to_dict()) == Config(**recipe)
+
+
+def test_adam_runs_fused_on_the_cpu_also_after_restoring_a_checkpoint_saved_without() -> None:
+    config, cpu = Config(batch_size=16), torch.device("cpu")
+    state = new_state(config, cpu)
+    assert state.optimizer_g.defaults["fused"] and state.optimizer_d.defaults["fused"]
+    train_step(state, torch.rand(16, 1, 28, 28) * 2 - 1, config.latent_dim, torch.float32)
+    fields = formats.checkpoint_fields(state, config)
+    for name in ("optimizer_g", "optimizer_d"):  # as checkpoints from before the fused kernel saved them
+        for group in fields[name]["param_groups"]:
+            group.update(fused=None, foreach=None)
+    restored = formats.restore_checkpoint(fields, config, cpu)
+    groups = restored.optimizer_g.param_groups + restored.optimizer_d.param_groups
+    assert all(group["fused"] and group["foreach"] is None for group in groups)
+    assert torch.equal(restored.optimizer_g.state_dict()["state"][0]["exp_avg"], state.optimizer_g.state[
+        state.optimizer_g.param_groups[0]["params"][0]]["exp_avg"])  # fmt: skip
+    train_step(restored, torch.rand(16, 1, 28, 28) * 2 - 1, config.latent_dim, torch.float32)
