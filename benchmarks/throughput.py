@@ -1,10 +1,11 @@
 """Training throughput: the classic MNIST GAN loop against mnist_gan, side by side in one run.
 
-    python benchmarks/throughput.py [--seconds 10] [--repeats 3]
+    python benchmarks/throughput.py [--seconds 10] [--repeats 3] [--config r1=1.0 --config ...]
 
 Rows: the classic loop (DataLoader + per-image transforms, Sigmoid + BCELoss, MLP, batch 64);
-mnist_gan at the classic's own settings (MLP, batch 64); mnist_gan's default configuration, with
-its achieved GFLOP/s as a share of this machine's measured matmul peak in the dtype it uses.
+mnist_gan at the classic's own settings (MLP, batch 64, fp32); mnist_gan's default configuration, with
+its achieved GFLOP/s as a share of this machine's measured matmul peak in the dtype it uses; one more row per
+--config (comma-separated Config overrides of the default).
 Windows alternate between loops so drifting machine load hits all of them alike; medians are reported.
 """
 
@@ -15,6 +16,7 @@ import time
 
 import torch
 from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median
+from time_to_quality import parse_overrides
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_gan.config import Config
@@ -44,11 +46,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring window")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--config", action="append", default=[], help="an extra row: comma-separated Config overrides")
     args = parser.parse_args()
     loops = {
         "classic loop (MLP, batch 64)": ClassicLoop(),
-        "mnist_gan at classic settings (MLP, batch 64)": MnistGanLoop(Config(arch="mlp", batch_size=64)),
+        "mnist_gan at classic settings (MLP, batch 64, fp32)": MnistGanLoop(
+            Config(arch="mlp", batch_size=64, precision="fp32")
+        ),
         "mnist_gan default": MnistGanLoop(Config()),
+        **{
+            f"mnist_gan {overrides}": MnistGanLoop(Config(**parse_overrides(overrides.split(","))))
+            for overrides in args.config
+        },
     }
     results: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(args.repeats):
