@@ -73,6 +73,6 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
 
 def adam(model: torch.nn.Module, lr: float, config: Config, device: torch.device) -> torch.optim.Adam:
     """Adam as one fused kernel per step where torch has one (CPU, CUDA): at batch 64 on a 2-core AVX2 CPU the
-    whole training step runs 1.4x faster than with the per-tensor version (benchmarks/throughput.py)."""
+    whole training step ran 1.4x faster than with the per-tensor version (benchmarks/RESULTS.md, section 7)."""
     fused = device.type in ("cpu", "cuda")
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(config.b1, config.b2), fused=fused or None)
