@@ -122,6 +122,10 @@ class Config:
         if self.arch == "dcgan" and self.img_size % 4:
             raise ConfigError(f"dcgan needs an image size divisible by 4, got {self.img_size}", "img_size")
 
+    @property
+    def lr_discriminator(self) -> float:
+        return self.lr_d or self.lr  # --lr-d 0: D learns at G's rate
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -126,7 +126,7 @@ def restore_checkpoint(payload: dict[str, Any], config: Config, device: torch.de
         state.ema.module.load_state_dict(payload["generator_ema"])
         state.ema.n_averaged.fill_(payload["ema_updates"])
     for optimizer, name, lr in ((state.optimizer_g, "optimizer_g", config.lr),
-                                (state.optimizer_d, "optimizer_d", config.lr_d or config.lr)):  # fmt: skip
+                                (state.optimizer_d, "optimizer_d", config.lr_discriminator)):  # fmt: skip
         kernel = {key: optimizer.defaults[key] for key in ("fused", "foreach")}
         optimizer.load_state_dict(payload[name])
         for group in optimizer.param_groups:

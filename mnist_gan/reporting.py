@@ -125,9 +125,7 @@ class Reporter:
             self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
         append_line(self.run_dir / METRICS_FILE, json.dumps(record))
 
-    def end_epoch(
-        self, epoch: int, state: TrainingState, metrics: dict[str, float] | None, complete: bool = True
-    ) -> None:
+    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, float] | None) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -66,7 +66,7 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
         discriminator=discriminator,
         ema=ema,
         optimizer_g=adam(generator, config.lr, config, device),
-        optimizer_d=adam(discriminator, config.lr_d or config.lr, config, device),
+        optimizer_d=adam(discriminator, config.lr_discriminator, config, device),
         fixed_noise=torch.randn(FIXED_NOISE_SIZE, config.latent_dim, generator=noise_rng).to(device),
     )
 

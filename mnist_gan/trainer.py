@@ -103,7 +103,7 @@ def set_learning_rates(state: TrainingState, config: Config, total_steps: int) -
         progress = state.step / total_steps
         if config.time_budget:
             progress = max(progress, state.elapsed / (config.time_budget * 60))
-    for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_d or config.lr)):
+    for optimizer, lr in ((state.optimizer_g, config.lr), (state.optimizer_d, config.lr_discriminator)):
         for group in optimizer.param_groups:
             group["lr"] = lr * max(0.0, 1.0 - progress)
 
@@ -266,9 +266,10 @@ def train_epoch(
             totals, summed = {}, 0
         if config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
-        if budget_spent(config, state) or stop.signal_number:  # about to save: never a diverged state
+        out_of_time = budget_spent(config, state)
+        if out_of_time or stop.signal_number:  # about to save: never a diverged state
             read_stats(config, state, totals, summed)
-        if budget_spent(config, state):
+        if out_of_time:
             return False  # finish_epoch evaluates and saves this position; loop() then ends the run
         if stop.signal_number:
             path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
@@ -344,7 +345,7 @@ def finish_epoch(
     if improved:
         formats.save(formats.CHECKPOINT, fields, Path(config.run_dir) / runs.BEST_FILE)
     checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
-    reporter.end_epoch(epoch, state, metrics, complete)
+    reporter.end_epoch(epoch, state, metrics)
     return path
 
 

@@ -22,7 +22,5 @@ class MinibatchStd(nn.Module):
         group = math.gcd(self.group, batch)  # any batch size works; 1 gives a constant 0
         grouped = features.reshape(group, batch // group, *rest)
         spread = grouped.var(0, correction=0).add(1e-8).sqrt().flatten(1).mean(1)  # (batch // group,)
-        spread = spread.repeat(group).reshape(
-            batch, 1, *[1] * (len(rest) - 1)
-        )  # image i is in group i % (batch // group)
-        return torch.cat([features, spread.expand(batch, 1, *rest[1:])], 1)
+        spread = spread.repeat(group)  # image i is in group i % (batch // group)
+        return torch.cat([features, spread.view(batch, *[1] * len(rest)).expand(batch, 1, *rest[1:])], 1)
