@@ -18,7 +18,7 @@ from mnist_gan.config import Config
 from mnist_gan.data import epoch_batches, load_dataset
 from mnist_gan.devices import cpu_has_fast_bf16, resolve_precision
 from mnist_gan.state import new_state
-from mnist_gan.trainer import train_step
+from mnist_gan.trainer import r1_weight, train_step
 
 DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -147,8 +147,10 @@ class MnistGanLoop:
             epoch += 1
 
     def step(self, real: torch.Tensor) -> None:
-        """One step with the config's loss and R1 weight (--lr-schedule is not applied: these loops have no set length)."""
-        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, self.config.r1)
+        """One step with the config's loss and (lazy) R1 (--lr-schedule is not applied: these loops have no set length)."""
+        r1 = r1_weight(self.config, self.state.step)
+        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, r1)
+        self.state.step += 1
 
     def sampler(self) -> nn.Module:
         return copy.deepcopy(self.state.sampler).eval()

@@ -151,6 +151,12 @@ def main(
     r1: Annotated[
         float, typer.Option(help="Weight gamma of the R1 penalty on D's gradient at real images; 0: off.")
     ] = DEFAULTS.r1,
+    r1_every: Annotated[
+        int,
+        typer.Option(
+            help="Apply R1 on one step in this many, as many times as strong (lazy R1: the same effect, cheaper)."
+        ),
+    ] = DEFAULTS.r1_every,
     spectral_norm: Annotated[bool, typer.Option(help="Spectral normalisation of D's layers.")] = DEFAULTS.spectral_norm,
     minibatch_std: Annotated[
         bool, typer.Option(help="D also sees the spread of its features over groups of 4 images (more variety).")
@@ -211,7 +217,7 @@ def main(
         "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
         "arch": arch, "latent_dim": latent_dim, "width": width, "spectral_norm": spectral_norm,
         "minibatch_std": minibatch_std, "lr_d": lr_d,
-        "lr_schedule": lr_schedule, "loss": loss, "r1": r1, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "lr_schedule": lr_schedule, "loss": loss, "r1": r1, "r1_every": r1_every, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
         "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,

@@ -30,11 +30,14 @@ LIMITS = {
     "eval_every": (0, 1_000_000),
     "eval_samples": (MIN_EVAL_SAMPLES, 100_000),
     "keep_last": (0, 1_000_000),
+    "r1_every": (1, 1_000_000),
     "seed": (0, 2**31 - 1),
 }
 # Settings added after the first release, and the value that means "as before they existed": a saved config without
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
-BEFORE_FIELD_EXISTED = {"minibatch_std": False, "r1": 0.0, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0}
+BEFORE_FIELD_EXISTED = {
+    "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0
+}  # fmt: skip
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
@@ -56,7 +59,7 @@ class Config:
     latent_dim: int = 100
     width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
-    minibatch_std: bool = False  # D also sees the spread of its features over groups of 4 images (ProGAN)
+    minibatch_std: bool = False  # D also sees the spread of its features over groups of 4 images (ProGAN): variety
 
     # Optimisation: Adam with the DCGAN paper's b1 = 0.5, at a higher learning rate than the usual 2e-4:
     # 2e-3 beat 1e-3, 5e-4 and 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
@@ -66,11 +69,10 @@ class Config:
     b1: float = 0.5
     b2: float = 0.999
     lr_d: float = 0.0  # D's learning rate; 0: the same as lr (two time-scales when it differs)
-    lr_schedule: str = (
-        "constant"  # constant, or linear: decay to 0 at the end of the run (its epochs or its time budget)
-    )
+    lr_schedule: str = "constant"  # linear: decay to 0 at the end of the run (its epochs or its time budget); constant
     loss: str = "ns"  # ns: non-saturating, on logits; hinge
     r1: float = 0.0  # gamma of the R1 penalty, gamma/2 * |grad D(x)|^2 on real images (Mescheder et al. 2018); 0: off
+    r1_every: int = 4  # apply R1 on one step in this many, r1_every times as strong (StyleGAN2's lazy R1)
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
     precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
     max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset

@@ -136,7 +136,13 @@ class Reporter:
                 f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
                 f"{metrics['classes_covered']} classes covered"
             )
-        log.info(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}")
+        if state.epoch > epoch:
+            log.info(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}")
+        else:  # the time budget ended the run inside the epoch
+            log.info(
+                f"time budget of {self.config.time_budget:g} min spent at step {state.step} "
+                f"(epoch {epoch + 1}/{self.config.epochs}, batch {state.batches_done}), {state.elapsed:.0f} s{quality}"
+            )
 
     def finish(self, state: TrainingState) -> None:
         log.info(

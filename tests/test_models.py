@@ -10,7 +10,14 @@ from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
 from mnist_gan.state import TrainingState, new_state
-from mnist_gan.trainer import discriminator_loss, generator_loss, set_learning_rates, train_step
+from mnist_gan.trainer import (
+    discriminator_loss,
+    generator_loss,
+    r1_penalty,
+    r1_weight,
+    set_learning_rates,
+    train_step,
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
@@ -86,11 +93,23 @@ def test_hinge_and_non_saturating_losses_follow_their_formulas_and_reach_trainin
     assert not torch.equal(hinge_state.generator.project[0].weight, ns_state.generator.project[0].weight)
 
 
-def test_r1_penalty_adds_to_the_discriminator_loss_only() -> None:
-    _, plain = fresh_step()
-    _, penalised = fresh_step(r1=10.0)
-    assert penalised["loss_d"] > plain["loss_d"] + 1e-4  # gamma/2 * |grad D(x)|^2 > 0
-    assert penalised["d_real"] == pytest.approx(plain["d_real"])  # the same D, the same batch, before the update
+def test_r1_penalty_is_the_squared_input_gradient_and_changes_only_how_d_learns() -> None:
+    weight = torch.tensor([[3.0, -4.0]])  # D(x) = w . x: its input gradient is w everywhere, |w|^2 = 25
+    real = torch.randn(8, 2, requires_grad=True)
+    assert r1_penalty((real @ weight.T).squeeze(1), real).item() == pytest.approx(25.0)
+    plain_state, plain = fresh_step()
+    penalised_state, penalised = fresh_step(r1=10.0)
+    for name in ("loss_d", "d_real", "d_fake"):  # the same D and batch before the update: the same adversarial loss
+        assert penalised[name] == pytest.approx(plain[name])
+    plain_d, penalised_d = plain_state.discriminator.state_dict(), penalised_state.discriminator.state_dict()
+    assert any(not torch.equal(plain_d[name], penalised_d[name]) for name in plain_d)  # but D's update differs
+
+
+def test_lazy_r1_applies_the_penalty_every_r1_every_steps_scaled_to_the_same_average() -> None:
+    lazy = Config(r1=1.0, r1_every=4)
+    assert [r1_weight(lazy, step) for step in range(8)] == [4.0, 0, 0, 0, 4.0, 0, 0, 0]
+    assert [r1_weight(Config(r1=1.0, r1_every=1), step) for step in range(3)] == [1.0, 1.0, 1.0]
+    assert r1_weight(Config(r1=0.0), 0) == 0.0
 
 
 def test_spectral_norm_keeps_each_discriminator_layer_near_unit_norm() -> None:
@@ -118,7 +137,7 @@ def test_two_time_scales_and_the_linear_schedule_set_each_optimizer() -> None:
     state.elapsed = 45.0  # with a 1-minute budget the run ends sooner than its steps: decay over the budget
     set_learning_rates(state, Config(lr=1e-3, lr_schedule="linear", time_budget=1.0), total_steps=1000)
     assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
-    set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3), total_steps=100)  # constant: back to the start values
+    set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3, lr_schedule="constant"), total_steps=100)  # the start values
     assert state.optimizer_g.param_groups[0]["lr"] == 1e-3
 
 
@@ -133,7 +152,7 @@ def test_minibatch_std_lets_the_discriminator_see_a_lack_of_variety(arch: str, b
     spread_changes_logit = not torch.allclose(discriminator(varied)[0], discriminator(repeated)[0])
     assert spread_changes_logit == (batch % 2 == 0)  # a group of 1 has no spread to see
     assert torch.allclose(discriminator(repeated)[0], logits_alone[0])  # no spread: as if the image were alone
-    _, plain = build_models(Config(arch=arch, width=8))
+    _, plain = build_models(Config(arch=arch, width=8, minibatch_std=False))
     plain.eval()
     assert torch.allclose(plain(varied)[0], plain(repeated)[0])  # without the layer D cannot tell
 
@@ -141,10 +160,12 @@ def test_minibatch_std_lets_the_discriminator_see_a_lack_of_variety(arch: str, b
 def test_minibatch_std_trains_and_old_checkpoints_keep_their_recipe() -> None:
     _, stats = fresh_step(minibatch_std=True)
     assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
-    recipe = {"minibatch_std": True, "r1": 1.0, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3}
+    recipe = {"minibatch_std": True, "r1": 1.0, "r1_every": 8, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3}
     saved_before_these_settings = {k: v for k, v in Config(**recipe).to_dict().items() if k not in recipe}
     old = Config.from_dict(saved_before_these_settings)  # an old checkpoint is rebuilt as it was trained
-    assert (old.minibatch_std, old.r1, old.loss, old.lr_schedule, old.lr_d) == (False, 0.0, "ns", "constant", 0.0)
+    assert (old.minibatch_std, old.r1, old.r1_every, old.loss, old.lr_schedule, old.lr_d) == (
+        False, 0.0, 1, "ns", "constant", 0.0
+    )  # fmt: skip
     assert Config.from_dict(Config(**recipe).to_dict()) == Config(**recipe)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,12 @@ def test_resume_continues_at_next_epoch_and_matches_an_uninterrupted_run(tmp_pat
 
 
 @pytest.mark.slow
-def test_time_budget_ends_the_run_cleanly_and_resume_continues_it(tmp_path: Path, data_dir: Path) -> None:
+def test_time_budget_ends_the_run_cleanly_and_resume_continues_it(
+    tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """--time-budget: the run stops after the step that spends it, evaluates, writes a resumable mid-epoch
     checkpoint, best.pt and generator.pth; --resume with a larger budget (or none) continues it."""
+    caplog.set_level(logging.INFO)
     budget_minutes = 0.005  # 0.3 s, well inside one epoch of 400 batches
     run_dir = train(
         quick_config(tmp_path / "run", epochs=2, max_batches=400, sample_interval=0, time_budget=budget_minutes)
@@ -94,6 +98,8 @@ def test_time_budget_ends_the_run_cleanly_and_resume_continues_it(tmp_path: Path
     assert (run_dir / "generator.pth").is_file() and (run_dir / "best.pt").is_file()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [payload["step"]]  # the final evaluation, at the stop
+    assert f"time budget of 0.005 min spent at step {payload['step']} (epoch 1/2, batch" in caplog.text
+    assert "epoch 1/2 done" not in caplog.text
 
     resume(run_dir, {"time_budget": 0.0, "epochs": 1})
     finished = formats.load(checkpoints.latest_checkpoint(run_dir))
