@@ -161,7 +161,7 @@ def test_resume_refuses_model_changes_and_logs_safe_ones(
         resume(run_dir, {"arch": "mlp", "latent_dim": 64, "epochs": 3})
     result = runner.invoke(app, ["main", "--resume", "--run-dir", str(run_dir), "--img-size", "32"])
     assert_clean_failure(result, 2, "cannot resume with a different model or data", "img_size")
-    resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0})
+    resume(run_dir, {"epochs": 3, "lr": 1e-4, "eval_every": 0, "lr_schedule": "constant"})
     warnings = caplog.messages
     saved_lr = formats.load(trained_run / "generator.pth")["config"]["lr"]
     assert any(f"lr changed from {saved_lr!r} to 0.0001" in warning for warning in warnings)
