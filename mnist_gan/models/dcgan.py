@@ -1,4 +1,5 @@
-"""A small DCGAN (Radford et al. 2015) for 28 x 28 and 32 x 32 images."""
+"""A DCGAN (Radford et al. 2015) whose depth follows the image size: two stride-2 layers for 28 and 32 px (from
+7 x 7 or 8 x 8), one more for each doubling beyond (64 px: three, 128: four, 256: five, each from 8 x 8)."""
 
 from __future__ import annotations
 
@@ -8,45 +9,66 @@ from torch import nn
 from .layers import MinibatchStd
 
 
+def stride_two_layers(img_size: int) -> int:
+    """How many times the DCGAN halves (D) or doubles (G) the image: 2 up to 32 px, then one per doubling."""
+    layers = 2
+    while img_size // 2**layers > 8:
+        layers += 1
+    return layers
+
+
+def supports_img_size(img_size: int) -> bool:
+    """Up to 32 px any multiple of 4; beyond, 8 x 8 doubled a whole number of times (64, 128, 256)."""
+    layers = stride_two_layers(img_size)
+    return img_size % 4 == 0 and (layers == 2 or img_size == 8 * 2**layers)
+
+
 class DCGANGenerator(nn.Module):
-    """z -> 4w x s x s -> 2w x 2s x 2s -> C x 4s x 4s, with s = img_size / 4 (7 for 28, 8 for 32)."""
+    """z -> 2^n w x s x s -> ... -> 2w x img/2 x img/2 -> C x img x img, with n stride-two layers, s = img / 2^n."""
 
     def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, width: int = 32) -> None:
         super().__init__()
-        self.start = img_size // 4
+        layers = stride_two_layers(img_size)
+        self.start, self.start_channels = img_size // 2**layers, width * 2**layers
         self.project = nn.Sequential(  # z: B x latent_dim
-            nn.Linear(latent_dim, 4 * width * self.start**2, bias=False),
-            nn.BatchNorm1d(4 * width * self.start**2),
+            nn.Linear(latent_dim, self.start_channels * self.start**2, bias=False),
+            nn.BatchNorm1d(self.start_channels * self.start**2),
             nn.ReLU(inplace=True),
         )
-        self.upsample = nn.Sequential(  # state: 4w x 7 x 7
-            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(inplace=True),  # state: 2w x 14 x 14
-            nn.ConvTranspose2d(2 * width, channels, 4, 2, 1),
-            nn.Tanh(),  # state: C x 28 x 28
-        )
-        self.width = width
+        blocks: list[nn.Module] = []
+        for level in range(layers, 1, -1):  # 2^n w -> ... -> 2w channels, doubling the size each time
+            blocks += [
+                nn.ConvTranspose2d(width * 2**level, width * 2 ** (level - 1), 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width * 2 ** (level - 1)),
+                nn.ReLU(inplace=True),
+            ]
+        self.upsample = nn.Sequential(*blocks, nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.project(z).view(z.shape[0], 4 * self.width, self.start, self.start)
+        x = self.project(z).view(z.shape[0], self.start_channels, self.start, self.start)
         return self.upsample(x)
 
 
 class DCGANDiscriminator(nn.Module):
-    """C x 4s x 4s -> w x 2s x 2s -> 2w x s x s -> 1 logit; no BatchNorm on the input layer, as in the paper."""
+    """C x img x img -> w x img/2 x img/2 -> ... -> 2^(n-1) w x s x s -> 1 logit; no BatchNorm on the input layer,
+    as in the paper."""
 
     def __init__(self, *, channels: int = 1, img_size: int = 28, width: int = 32, minibatch_std: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(  # input: C x 28 x 28
-            nn.Conv2d(channels, width, 4, 2, 1),
-            nn.LeakyReLU(0.2, inplace=True),  # state: w x 14 x 14
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.LeakyReLU(0.2, inplace=True),  # state: 2w x 7 x 7
-            *([MinibatchStd()] if minibatch_std else []),  # state: (2w + 1) x 7 x 7
+        layers = stride_two_layers(img_size)
+        blocks: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for level in range(1, layers):  # w -> 2w -> ... -> 2^(n-1) w channels, halving the size each time
+            blocks += [
+                nn.Conv2d(width * 2 ** (level - 1), width * 2**level, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width * 2**level),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        features = width * 2 ** (layers - 1) + minibatch_std
+        self.net = nn.Sequential(
+            *blocks,
+            *([MinibatchStd()] if minibatch_std else []),  # one more feature map: the spread over the group
             nn.Flatten(),
-            nn.Linear((2 * width + minibatch_std) * (img_size // 4) ** 2, 1),
+            nn.Linear(features * (img_size // 2**layers) ** 2, 1),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
