@@ -123,8 +123,9 @@ def terminate(number: int, frame: object) -> None:
 
 
 def was_given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user set an option (on the command line or through an environment variable)."""
-    return ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    """Whether the user typed an option. A machine-wide MNIST_GAN_DATA_DIR is a default: a resumed run keeps its
+    own data folder unless --data-dir is given."""
+    return ctx.get_parameter_source(name).name == "COMMANDLINE"
 
 
 @app.command("main")
