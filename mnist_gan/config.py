@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28)}  # name -> (channels, image size)
+DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28), "folder": (3, 64)}  # name -> (channels, image size)
 ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)
@@ -121,8 +121,11 @@ class Config:
         for name in ("b1", "b2", "ema_decay", "lr_d"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
-        if self.arch == "dcgan" and self.img_size % 4:
-            raise ConfigError(f"dcgan needs an image size divisible by 4, got {self.img_size}", "img_size")
+        if self.arch == "dcgan" and not dcgan_supports(self.img_size):
+            raise ConfigError(
+                f"dcgan needs an image size that is a multiple of 4 up to 32, or 64, 128 or 256; got {self.img_size}",
+                "img_size",
+            )
 
     @property
     def lr_discriminator(self) -> float:
@@ -139,6 +142,12 @@ class Config:
             raise ConfigError(f"a config must be a dict, got {type(values).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{**BEFORE_FIELD_EXISTED, **{key: value for key, value in values.items() if key in known}})
+
+
+def dcgan_supports(img_size: int) -> bool:
+    from .models.dcgan import supports_img_size  # on use: the models import torch, the CLI's --help need not
+
+    return supports_img_size(img_size)
 
 
 def check_types(config: Config) -> None:

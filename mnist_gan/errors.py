@@ -27,6 +27,10 @@ class CheckpointError(MnistGanError):
     """A checkpoint or generator file is missing, truncated, foreign or unsafe."""
 
 
+class NoEvaluator(CheckpointError):
+    """No evaluator exists for the dataset: training goes on without quality metrics."""
+
+
 class OutputError(MnistGanError):
     """An output cannot be written: a bad path, a read-only folder, a full disk."""
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import formats
 from .data import load_dataset, to_unit_range
-from .errors import CheckpointError
+from .errors import NoEvaluator
 
 log = logging.getLogger(__name__)
 FEATURES = 128
@@ -83,7 +83,7 @@ def load_evaluator(
     """The shipped (or a given) evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
     path = path or packaged_weights(dataset)
     if not path.is_file():
-        raise CheckpointError(
+        raise NoEvaluator(
             f"no evaluator for {dataset} at {path}; create it with "
             f"`python -m mnist_gan train-evaluator --dataset {dataset}`"
         )

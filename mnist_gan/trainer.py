@@ -19,7 +19,7 @@ from . import checkpoints, formats, runs
 from .config import Config, merge_for_resume
 from .data import batches_per_epoch, epoch_batches, fingerprint, load_dataset
 from .devices import autocast, resolve_device, resolve_precision
-from .errors import CheckpointError, DataError, OutputError, TrainingDiverged, TrainingInterrupted
+from .errors import CheckpointError, DataError, NoEvaluator, OutputError, TrainingDiverged, TrainingInterrupted
 from .evaluation import quality_meter
 from .files import describe
 from .metrics import QualityMeter
@@ -182,9 +182,7 @@ def fit(
     images, labels = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
     check_same_data(state, fingerprint(images, labels))
-    meter = (
-        quality_meter(config.dataset, config.data_dir, device, download=config.download) if config.eval_every else None
-    )
+    meter = quality_meter_or_none(config, device)
     runs.prepare_run_dir(run_dir, resuming)
     with runs.RunLock(run_dir):
         if resuming:  # what a killed process left: temporaries, and metrics of epochs its checkpoint does not have
@@ -202,6 +200,17 @@ def fit(
         finally:
             reporter.close()
     return run_dir
+
+
+def quality_meter_or_none(config: Config, device: torch.device) -> QualityMeter | None:
+    """The meter for per-epoch metrics; None when they are off (--eval-every 0) or the dataset has no evaluator."""
+    if not config.eval_every:
+        return None
+    try:
+        return quality_meter(config.dataset, config.data_dir, device, download=config.download)
+    except NoEvaluator as error:
+        log.warning(f"quality metrics are off: {error}")
+        return None
 
 
 def loop(

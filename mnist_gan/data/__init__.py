@@ -1,4 +1,5 @@
-"""Datasets, one module per source (mnist: MNIST and Fashion-MNIST), and the batches training draws from them."""
+"""Datasets, one module per source (mnist: MNIST and Fashion-MNIST; folder: any folder of images), and the batches
+training draws from them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def load_dataset(
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
+    if name == "folder":  # decoded at img_size once (crop, resize), then cached
+        from . import folder
+
+        return folder.load(data_dir, img_size)
     from . import mnist  # imported on use: the sources pull in torchvision, which sampling does not need
 
     sources = {"mnist": mnist, "fashion-mnist": mnist}  # dataset name -> the module that reads it
