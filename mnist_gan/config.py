@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28), "folder": (3, 64)}  # name -> (channels, image size)
+# name -> (channels, image size)
+DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64), "folder": (3, 64)}
 ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,69 @@ def test_a_folder_run_trains_in_colour_and_its_outputs_are_rgb(
     result = runner.invoke(app, ["plot-checkpoint", "--run-dir", str(run_dir), "--out", str(figure), "--no-show"])
     assert result.exit_code == 0, result.output
     assert np.asarray(Image.open(figure).convert("RGB")).std(axis=2).max() > 0  # drawn in colour
+
+
+def write_cifar10(root: Path, per_batch: int = 6) -> Path:
+    """CIFAR-10's python version: pickled dicts of uint8 rows (R, G, B planes of 32 x 32) and labels."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{number}" for number in range(1, 6)] + ["test_batch"]:
+        labels = [int(label) for label in rng.integers(0, 10, per_batch)]
+        data = np.stack([np.full(3 * 32 * 32, 20 * label, dtype=np.uint8) for label in labels])
+        data[:, 1024:2048] = 7  # the green plane
+        (folder / name).write_bytes(pickle.dumps({"batch_label": name, "data": data, "labels": labels}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class {n}" for n in range(10)]}))
+    return root
+
+
+def write_celeba(root: Path, count: int = 6) -> Path:
+    """CelebA's aligned layout: JPEG faces (here flat colours, 178 x 218) and the five list files, the first
+    four images in the train split and the rest in test."""
+    base = root / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    names = [f"{number:06d}.jpg" for number in range(1, count + 1)]
+    for number, name in enumerate(names):
+        Image.new("RGB", (178, 218), (40 * number, 100, 200)).save(base / "img_align_celeba" / name)
+    rows = lambda values: "".join(f"{name} {values}\n" for name in names)  # noqa: E731
+    (base / "list_eval_partition.txt").write_text("".join(f"{n} {0 if i < 4 else 2}\n" for i, n in enumerate(names)))
+    (base / "identity_CelebA.txt").write_text(rows("1"))
+    (base / "list_attr_celeba.txt").write_text(f"{count}\nSmiling Male\n" + rows("1 -1"))
+    (base / "list_bbox_celeba.txt").write_text(f"{count}\nimage_id x_1 y_1 width height\n" + rows("1 2 3 4"))
+    landmarks = (
+        "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+    )
+    (base / "list_landmarks_align_celeba.txt").write_text(f"{count}\n{landmarks}\n" + rows(" ".join(["5"] * 10)))
+    return root
+
+
+def test_cifar10_loads_its_python_batches_through_torchvision(tmp_path: Path) -> None:
+    root = write_cifar10(tmp_path / "data")
+    images, labels = load_dataset("cifar10", root)
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (30, 3, 32, 32) and len(labels) == 30
+    assert torch.equal(images[:, 0, 0, 0], (labels * 20).to(torch.uint8)) and int(images[:, 1].max()) == 7
+    test_images, _ = load_dataset("cifar10", root, train=False, img_size=16)
+    assert tuple(test_images.shape) == (6, 3, 16, 16)
+
+
+def test_celeba_loads_its_split_through_torchvision_cropped_resized_and_cached(tmp_path: Path) -> None:
+    root = write_celeba(tmp_path / "data")
+    train_images, labels = load_dataset("celeba", root, img_size=32)
+    test_images, _ = load_dataset("celeba", root, train=False, img_size=32)
+    assert tuple(train_images.shape) == (4, 3, 32, 32) and tuple(test_images.shape) == (2, 3, 32, 32)
+    assert labels.tolist() == [0, 0, 0, 0]
+    assert abs(int(test_images[1, 0].float().mean()) - 200) <= 3  # 000006.jpg, red 200
+    assert len(list((root / "celeba" / folder.CACHE_DIR).glob("*.images.npy"))) == 2
+
+
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [("cifar10", ["cifar-10-batches-py", "data_batch_1", "test_batch"]),
+     ("celeba", ["celeba", "img_align_celeba", "list_eval_partition.txt"])],
+)  # fmt: skip
+def test_cifar10_and_celeba_missing_offline_are_one_clear_error(tmp_path: Path, dataset: str, expected) -> None:
+    for download in (["--no-download"], []):  # never fetched; or fetching fails here (no network, no gdown)
+        result = runner.invoke(app, ["main", "--dataset", dataset, "--data-dir", str(tmp_path / "empty"),
+                                     "--run-dir", str(tmp_path / "run"), *download])  # fmt: skip
+        assert_clean_failure(result, 1, f"{dataset} is not in --data-dir", *expected)
+        assert not (tmp_path / "run").exists()

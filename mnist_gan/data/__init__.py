@@ -1,5 +1,5 @@
-"""Datasets, one module per source (mnist: MNIST and Fashion-MNIST; folder: any folder of images), and the batches
-training draws from them."""
+"""Datasets, one module per source (mnist: MNIST and Fashion-MNIST; cifar10; celeba; folder: any folder of images),
+and the batches training draws from them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import DATASETS
 from .batches import batches_per_epoch, epoch_batches, fingerprint, resize, to_uint8, to_unit_range
 
 __all__ = [
@@ -16,20 +17,31 @@ __all__ = [
 
 
 def load_dataset(
-    name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 28, download: bool = True
+    name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 0, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,).
+    """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,); img_size 0 is the
+    dataset's own size.
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
-    if name == "folder":  # decoded at img_size once (crop, resize), then cached
+    img_size = img_size or DATASETS[name][1]
+    # Imported on use: the sources pull in torchvision, which sampling does not need.
+    if name == "folder":  # decoded at img_size once (crop, resize), then cached; no test split
         from . import folder
 
         return folder.load(data_dir, img_size)
-    from . import mnist  # imported on use: the sources pull in torchvision, which sampling does not need
+    if name == "celeba":  # the same, for the split's files
+        from . import celeba
 
-    sources = {"mnist": mnist, "fashion-mnist": mnist}  # dataset name -> the module that reads it
-    images, labels = sources[name].load(name, data_dir, train, download)
+        return celeba.load(data_dir, train, download, img_size)
+    if name == "cifar10":
+        from . import cifar10
+
+        images, labels = cifar10.load(data_dir, train, download)
+    else:
+        from . import mnist
+
+        images, labels = mnist.load(name, data_dir, train, download)
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
     return images.contiguous(), labels

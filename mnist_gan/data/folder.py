@@ -36,17 +36,21 @@ def load(data_dir: str | Path, img_size: int) -> tuple[torch.Tensor, torch.Tenso
     paths = find_images(root)
     if not paths:
         raise DataError(f"no images in {root} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
-    labels = folder_labels(root, paths)
+    return prepare(root, paths, folder_labels(root, paths), img_size)
+
+
+def prepare(root: Path, paths: list[Path], labels: np.ndarray, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images at paths (under root) decoded at img_size, from root's cache when it is up to date."""
     cache = root / CACHE_DIR / cache_key(root, paths, img_size)
     images_file, labels_file = cache.with_suffix(".images.npy"), cache.with_suffix(".labels.npy")
     if images_file.is_file() and labels_file.is_file():
         try:  # copy-on-write memory map: pages are read as batches need them
-            images, labels = np.load(images_file, mmap_mode="c"), np.load(labels_file)
+            cached_images, cached_labels = np.load(images_file, mmap_mode="c"), np.load(labels_file)
         except (OSError, ValueError) as error:
             log.warning(f"ignoring a damaged cache {images_file}: {error}")
         else:
-            if len(images) == len(labels) and images.shape[1:] == (3, img_size, img_size):
-                return torch.from_numpy(images), torch.from_numpy(labels)
+            if len(cached_images) == len(cached_labels) and cached_images.shape[1:] == (3, img_size, img_size):
+                return torch.from_numpy(cached_images), torch.from_numpy(cached_labels)
     images, kept = decode_all(paths, img_size)
     labels = labels[kept]
     write_cache(labels_file, labels)
