@@ -293,15 +293,19 @@ def train_evaluator_command(
     epochs: Annotated[int, typer.Option(min=1, max=100, help="Training epochs.")] = 4,
     out: Annotated[
         Optional[Path],
-        typer.Option(callback=output_file(".pt"), help="Weights file (.pt); default: the one shipped in the package."),
+        typer.Option(
+            callback=output_file(".pt"),
+            help="Weights file (.pt); default: the one shipped in the package (MNIST, Fashion-MNIST) or "
+            "DATA_DIR/.mnist_gan_cache/evaluator_DATASET.pt, where training finds it.",
+        ),
     ] = None,
 ) -> None:
     """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
     from . import evaluation
-    from .evaluator import packaged_weights
+    from .evaluator import evaluator_path
 
     with user_errors():
-        out = out or packaged_weights(dataset)
+        out = out or evaluator_path(dataset, data_dir)
         result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs)
         console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
         console.print(
@@ -309,7 +313,7 @@ def train_evaluator_command(
                 {
                     "source": "real training images",
                     "dataset": dataset,
-                    "num_images": 10_000,
+                    "num_images": result["num_images"],
                     "metrics": result["reference"],
                     "reference": result["reference"],
                 }
@@ -319,6 +323,7 @@ def train_evaluator_command(
 
 @app.command("evaluate")
 def evaluate_command(
+    ctx: typer.Context,
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     images: Annotated[
@@ -330,7 +335,10 @@ def evaluate_command(
     ] = None,
     data_dir: Annotated[
         Optional[str],
-        typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root; default: the one the run was trained with."),
+        typer.Option(
+            envvar="MNIST_GAN_DATA_DIR",
+            help="Dataset root; default: the one the run was trained with (for --images: MNIST_GAN_DATA_DIR, else data).",
+        ),
     ] = None,
     num_images: Annotated[int, typer.Option(min=100, max=100_000, help="Images to generate and score.")] = 10_000,
     json_out: Annotated[
@@ -351,7 +359,7 @@ def evaluate_command(
             run_dir=run_dir,
             images=images,
             dataset=dataset,
-            data_dir=data_dir,
+            data_dir=data_dir if images is not None or was_given(ctx, "data_dir") else None,
             num_images=num_images,
             seed=seed,
             device=device,

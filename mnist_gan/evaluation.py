@@ -16,6 +16,7 @@ from .config import Config
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError
+from .evaluator import evaluator_path as default_evaluator_path
 from .evaluator import load_evaluator, save_evaluator, train_evaluator
 from .metrics import METRICS, QualityMeter, check_sample_count, fixed_subset
 from .sampling import sample_images
@@ -29,9 +30,10 @@ def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int =
     evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False)
     train_images, _ = load_dataset(dataset, data_dir, train=True)
-    reference = QualityMeter(evaluator, test_images, test_labels).score(fixed_subset(train_images))
+    real = fixed_subset(train_images)
+    reference = QualityMeter(evaluator, test_images, test_labels).score(real)
     save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference)
-    return {"test_accuracy": accuracy, "reference": reference}
+    return {"test_accuracy": accuracy, "reference": reference, "num_images": len(real)}
 
 
 def quality_meter(
@@ -42,7 +44,7 @@ def quality_meter(
     download: bool = True,
 ) -> QualityMeter:
     """The shipped (or a given) evaluator and the dataset's test split, ready to score generated images."""
-    evaluator, metadata = load_evaluator(dataset, evaluator_path, device)
+    evaluator, metadata = load_evaluator(dataset, evaluator_path or default_evaluator_path(dataset, data_dir), device)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
     return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
 

@@ -18,20 +18,22 @@ from torch import nn
 
 from . import formats
 from .data import load_dataset, to_unit_range
-from .errors import NoEvaluator
+from .errors import CheckpointError, DataError, NoEvaluator
 
 log = logging.getLogger(__name__)
 FEATURES = 128
-EVALUATOR_SIZE = 28  # generated images of other sizes are resized to this
+SHIPPED = ("mnist", "fashion-mnist")  # datasets whose evaluator comes with the package
+CACHE_DIR = ".mnist_gan_cache"  # the others' evaluators live beside their data, as the decoded images do
 
 
 class Evaluator(nn.Module):
-    """Images in [-1, 1] (B x 1 x 28 x 28) -> 128 penultimate features -> 10 logits."""
+    """Images in [-1, 1] (B x C x size x size; others are resized) -> 128 penultimate features -> class logits."""
 
     num_features = FEATURES  # read by torchmetrics
 
-    def __init__(self, channels: int = 1, num_classes: int = 10) -> None:
+    def __init__(self, channels: int = 1, num_classes: int = 10, size: int = 28) -> None:
         super().__init__()
+        self.shape = {"channels": channels, "num_classes": num_classes, "size": size}  # saved with the weights
         self.body = nn.Sequential(  # input: C x 28 x 28
             nn.Conv2d(channels, 32, 3, padding=1),
             nn.BatchNorm2d(32),
@@ -42,15 +44,16 @@ class Evaluator(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # state: 64 x 7 x 7
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.Linear(64 * (size // 4) ** 2, FEATURES),
             nn.ReLU(inplace=True),  # the feature layer FID and the k-NN metrics use
         )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURES, num_classes)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if images.shape[-1] != EVALUATOR_SIZE:
-            images = F.interpolate(images, size=(EVALUATOR_SIZE, EVALUATOR_SIZE), mode="bilinear", antialias=True)
+        size = self.shape["size"]
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
         features = self.body(images)
         return features, self.head(self.dropout(features))
 
@@ -77,18 +80,36 @@ def packaged_weights(dataset: str) -> Path:
     return Path(str(resources.files("mnist_gan") / "weights" / f"evaluator_{dataset}.pt"))
 
 
-def load_evaluator(
-    dataset: str, path: Path | None = None, device: torch.device | str = "cpu"
-) -> tuple[Evaluator, dict[str, Any]]:
-    """The shipped (or a given) evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
-    path = path or packaged_weights(dataset)
+def evaluator_path(dataset: str, data_dir: str | Path) -> Path:
+    """Where a dataset's evaluator is: in the package for MNIST and Fashion-MNIST, else beside the data."""
+    return packaged_weights(dataset) if dataset in SHIPPED else Path(data_dir) / CACHE_DIR / f"evaluator_{dataset}.pt"
+
+
+def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+    """The classifier a dataset needs: its channels, its classes, and 28 px for 28 px data, else 32 (CIFAR's size:
+    larger images are scored at 32 px, where a small CNN still tells classes apart)."""
+    return {
+        "channels": images.shape[1],
+        "num_classes": int(labels.max()) + 1,
+        "size": 28 if images.shape[-1] == 28 else 32,
+    }
+
+
+def load_evaluator(dataset: str, path: Path, device: torch.device | str = "cpu") -> tuple[Evaluator, dict[str, Any]]:
+    """An evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
     if not path.is_file():
+        data_dir = "" if dataset in SHIPPED else f" --data-dir {path.parent.parent}"
         raise NoEvaluator(
             f"no evaluator for {dataset} at {path}; create it with "
-            f"`python -m mnist_gan train-evaluator --dataset {dataset}`"
+            f"`python -m mnist_gan train-evaluator --dataset {dataset}{data_dir}`"
         )
     payload = formats.load(path, (formats.EVALUATOR,))
-    evaluator = formats.load_weights(Evaluator(), payload["state_dict"], path, "the evaluator")
+    shape = payload.get("shape", {})  # files before RGB datasets: the 28 px grey 10-class classifier
+    if not (isinstance(shape, dict) and shape.keys() <= {"channels", "num_classes", "size"}
+            and shape.get("channels", 1) in (1, 3) and shape.get("size", 28) in (28, 32)
+            and type(shape.get("num_classes", 10)) is int and 2 <= shape.get("num_classes", 10) <= 1000):  # fmt: skip
+        raise CheckpointError(f"{path} is not an evaluator file: its shape {shape!r} is not one mnist_gan builds")
+    evaluator = formats.load_weights(Evaluator(**shape), payload["state_dict"], path, "the evaluator")
     metadata = {key: value for key, value in payload.items() if key != "state_dict"}
     return evaluator.to(device).eval(), metadata
 
@@ -105,7 +126,12 @@ def train_evaluator(
     torch.manual_seed(seed)
     images, labels = load_dataset(dataset, data_dir, train=True)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False)
-    evaluator = Evaluator()
+    if int(labels.max()) < 1:
+        raise DataError(
+            f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "
+            f"(for a folder: one sub-folder per class)"
+        )
+    evaluator = Evaluator(**evaluator_shape(images, labels))
     optimizer = torch.optim.AdamW(evaluator.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * (len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)

@@ -149,4 +149,4 @@ def generator_fields(config: Config, generator: nn.Module, epochs_done: int) -> 
 
 def evaluator_fields(evaluator: nn.Module, **metadata: Any) -> dict[str, Any]:
     """The classifier's weights and what is known about it (dataset, test accuracy, real-data reference)."""
-    return {"state_dict": evaluator.state_dict(), **metadata}
+    return {"state_dict": evaluator.state_dict(), "shape": evaluator.shape, **metadata}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import pickle
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_a_folder_gives_rgb_images_at_the_chosen_size_and_labels_from_its_class_
     Image.new("L", (50, 20), 200).save(root / "circle" / "grey_and_wide.jpg")  # grey, not square, another format
     Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(root / "square" / "tiny_with_alpha.webp")
     (root / "square" / "notes.txt").write_text("not an image")  # ignored: not an image suffix
-    images, labels = load_dataset("folder", root, img_size=16)
+    images, labels = folder.load_all(root, img_size=16)
     assert images.dtype == torch.uint8 and tuple(images.shape) == (14, 3, 16, 16)
     assert labels.tolist() == [0] * 5 + [1] * 5 + [2] * 4  # sorted class folders, sorted files
     grey = images[4]  # circle/grey_and_wide.jpg sorts after circle/003.png
@@ -34,10 +35,24 @@ def test_a_folder_gives_rgb_images_at_the_chosen_size_and_labels_from_its_class_
     assert tuple(SHAPE_COLOURS) == SHAPES
 
 
+def test_every_tenth_image_of_a_folder_is_its_test_split(tmp_path: Path) -> None:
+    root = make_shapes_folder(tmp_path / "shapes", per_class=10)
+    everything, labels = folder.load_all(root, img_size=8)
+    train_images, train_labels = load_dataset("folder", root, img_size=8)
+    test_images, test_labels = load_dataset("folder", root, train=False, img_size=8)
+    assert torch.equal(test_images, everything[9::10]) and test_labels.tolist() == [0, 1, 2]
+    assert len(train_images) == 27 and torch.equal(torch.cat([train_images, test_images]).sum(0), everything.sum(0))
+    (tmp_path / "few").mkdir()
+    for number in range(9):
+        Image.new("RGB", (10, 10)).save(tmp_path / "few" / f"{number}.png")
+    with pytest.raises(DataError, match="has 9 readable images; a folder needs at least 10"):
+        load_dataset("folder", tmp_path / "few", img_size=8)
+
+
 def test_a_folder_without_class_folders_is_one_class(tmp_path: Path) -> None:
     for number in range(3):
         Image.new("RGB", (10, 10), (number * 50, 0, 0)).save(tmp_path / f"{number}.png")
-    _, labels = load_dataset("folder", tmp_path, img_size=8)
+    _, labels = folder.load_all(tmp_path, img_size=8)
     assert labels.tolist() == [0, 0, 0]
 
 
@@ -45,7 +60,7 @@ def test_decoded_images_are_cached_beside_the_data_and_refreshed_when_the_folder
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_shapes_folder(tmp_path / "shapes", per_class=3)
-    first, _ = load_dataset("folder", root, img_size=16)
+    first, _ = folder.load_all(root, img_size=16)
     cached = sorted(path.name for path in (root / folder.CACHE_DIR).iterdir())
     assert len(cached) == 2 and cached[0].endswith(".images.npy") and cached[1].endswith(".labels.npy")
 
@@ -54,10 +69,10 @@ def test_decoded_images_are_cached_beside_the_data_and_refreshed_when_the_folder
 
     with monkeypatch.context() as patch:
         patch.setattr(folder, "decode_all", no_decoding)
-        again, _ = load_dataset("folder", root, img_size=16)
+        again, _ = folder.load_all(root, img_size=16)
     assert torch.equal(first, again)
     Image.new("RGB", (16, 16), (255, 255, 255)).save(root / "square" / "new.png")
-    changed, labels = load_dataset("folder", root, img_size=16)
+    changed, labels = folder.load_all(root, img_size=16)
     assert len(changed) == len(first) + 1 and labels.tolist().count(1) == 4
     assert len(list((root / folder.CACHE_DIR).iterdir())) == 4  # another size or content: another cache
 
@@ -70,7 +85,7 @@ def test_unreadable_images_are_skipped_with_one_warning_that_counts_them(
     (root / "circle" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "square" / "garbage.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with caplog.at_level(logging.WARNING):
-        images, labels = load_dataset("folder", root, img_size=16)
+        images, labels = folder.load_all(root, img_size=16)
     assert len(images) == 9 and labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3
     assert "skipped 2 of 11 image files that could not be read" in caplog.text
     assert "truncated.png" in caplog.text and "garbage.jpg" in caplog.text
@@ -83,7 +98,7 @@ def test_a_huge_image_is_skipped_not_decoded(
     Image.new("RGB", (400, 300)).save(root / "square" / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # Pillow's guard against decompression bombs
     with caplog.at_level(logging.WARNING):
-        images, _ = load_dataset("folder", root, img_size=16)
+        images, _ = folder.load_all(root, img_size=16)
     assert len(images) == 6 and "huge.png (DecompressionBombWarning" in caplog.text
 
 
@@ -219,3 +234,32 @@ def test_cifar10_and_celeba_missing_offline_are_one_clear_error(tmp_path: Path, 
                                      "--run-dir", str(tmp_path / "run"), *download])  # fmt: skip
         assert_clean_failure(result, 1, f"{dataset} is not in --data-dir", *expected)
         assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_classes(tmp_path: Path) -> None:
+    """Through the CLI: train-evaluator on generated coloured shapes, then a real run whose per-epoch FID falls
+    and whose samples come to cover all three classes; evaluate and compare read it."""
+    root = make_shapes_folder(tmp_path / "shapes", per_class=200)
+    result = runner.invoke(app, ["train-evaluator", "--dataset", "folder", "--data-dir", str(root), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert (root / ".mnist_gan_cache" / "evaluator_folder.pt").is_file() and "test accuracy 1.0000" in result.output
+    run_dir = tmp_path / "run"
+    flags = ["--dataset", "folder", "--data-dir", str(root), "--img-size", "32", "--arch", "dcgan", "--width", "16",
+             "--batch-size", "32", "--epochs", "12", "--eval-samples", "300", "--run-dir", str(run_dir)]  # fmt: skip
+    result = runner.invoke(app, ["main", *flags])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 12
+    first, last = records[0], records[-1]
+    assert first["classes_covered"] < len(SHAPES) == last["classes_covered"]
+    assert last["fid"] < first["fid"] / 5, (first["fid"], last["fid"])
+
+    scores = tmp_path / "scores.json"
+    result = runner.invoke(app, ["evaluate", "--run-dir", str(run_dir), "--num-images", "500", "--json", str(scores)])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(scores.read_text())
+    assert evaluated["dataset"] == "folder" and evaluated["metrics"]["classes_covered"] == len(SHAPES)
+    result = runner.invoke(app, ["compare", str(run_dir), "--out", str(tmp_path / "compare.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "compare.png").size[0] > 100

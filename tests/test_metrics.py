@@ -15,7 +15,7 @@ from mnist_gan import formats, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
 from mnist_gan.evaluation import quality_meter
-from mnist_gan.evaluator import load_evaluator
+from mnist_gan.evaluator import evaluator_path, load_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter
 
 N = 2000
@@ -32,7 +32,7 @@ def train_images(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_evaluator_accuracy_on_a_test_slice(data_dir: Path) -> None:
-    evaluator, metadata = load_evaluator("mnist")
+    evaluator, metadata = load_evaluator("mnist", evaluator_path("mnist", data_dir))
     images, labels = load_dataset("mnist", data_dir, train=False)
     _, logits = evaluator.embed(images[:3000])
     assert (logits.argmax(1) == labels[:3000]).float().mean() >= 0.985

@@ -26,10 +26,10 @@ def load_dataset(
     """
     img_size = img_size or DATASETS[name][1]
     # Imported on use: the sources pull in torchvision, which sampling does not need.
-    if name == "folder":  # decoded at img_size once (crop, resize), then cached; no test split
+    if name == "folder":  # decoded at img_size once (crop, resize), then cached; every 10th image is the test split
         from . import folder
 
-        return folder.load(data_dir, img_size)
+        return folder.load(data_dir, img_size, train)
     if name == "celeba":  # the same, for the split's files
         from . import celeba
 

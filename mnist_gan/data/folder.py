@@ -3,8 +3,8 @@ converted to RGB, centre-cropped to a square and resized; the result is cached a
 data (<folder>/.mnist_gan_cache/), which later runs memory-map instead of decoding again.
 
 First-level sub-folders, when every image sits in one and there are at least two, are classes (labels 0, 1, ...
-in sorted order, as torchvision's ImageFolder); otherwise every image has label 0. A folder has no test split:
-evaluation compares with the same images, as is usual for unlabelled image sets.
+in sorted order, as torchvision's ImageFolder); otherwise every image has label 0. Every 10th image (in sorted
+order) is held out as the test split, which the quality metrics compare with; training uses the other nine.
 """
 
 from __future__ import annotations
@@ -26,10 +26,21 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CACHE_DIR = ".mnist_gan_cache"
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+TEST_EVERY = 10  # every 10th image is the test split
 
 
-def load(data_dir: str | Path, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 N x 3 x img_size x img_size, labels int64 N) from the images under data_dir."""
+def load(data_dir: str | Path, img_size: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split of the images under data_dir."""
+    images, labels = load_all(data_dir, img_size)
+    if len(images) < TEST_EVERY:
+        raise DataError(f"{data_dir} has {len(images)} readable images; a folder needs at least {TEST_EVERY}")
+    test = torch.arange(len(images)) % TEST_EVERY == TEST_EVERY - 1
+    split = ~test if train else test
+    return images[split], labels[split]
+
+
+def load_all(data_dir: str | Path, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every readable image under data_dir, in sorted order, with its label."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"--data-dir {root}: no such folder (--dataset folder reads the images inside it)")
