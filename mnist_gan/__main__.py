@@ -132,14 +132,18 @@ def was_given(ctx: typer.Context, name: str) -> bool:
 def main(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = DEFAULTS.epochs,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = DEFAULTS.batch_size,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per batch (64 for the colour datasets).")
+    ] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
     b1: Annotated[float, typer.Option(help="Adam beta1.")] = DEFAULTS.b1,
     b2: Annotated[float, typer.Option(help="Adam beta2.")] = DEFAULTS.b2,
     latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
     img_size: Annotated[int, typer.Option(help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
     channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
-    arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHITECTURES)}.")] = DEFAULTS.arch,
+    arch: Annotated[
+        str, typer.Option(help=f"Architecture: {', '.join(ARCHITECTURES)} (dcgan for the colour datasets).")
+    ] = DEFAULTS.arch,
     width: Annotated[int, typer.Option(help="DCGAN base channel count (ignored by mlp).")] = DEFAULTS.width,
     lr_d: Annotated[float, typer.Option(help="Adam learning rate of D; 0: the same as --lr.")] = DEFAULTS.lr_d,
     lr_schedule: Annotated[
@@ -228,8 +232,11 @@ def main(
             run = Path(run_dir) if run_dir else newest_run()
             given = {name: value for name, value in options.items() if name != "run_dir" and was_given(ctx, name)}
             trainer.resume(run, given)
-        else:
-            trainer.train(Config(**options))
+        else:  # the dataset's recipe fills what was neither typed nor set in the environment
+            set_here = {
+                name: value for name, value in options.items() if ctx.get_parameter_source(name).name != "DEFAULT"
+            }
+            trainer.train(Config.for_dataset(**set_here))
 
 
 DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]

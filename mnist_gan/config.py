@@ -10,6 +10,11 @@ from .errors import ConfigError
 
 # name -> (channels, image size)
 DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64), "folder": (3, 64)}
+# Each dataset's recipe: the settings where it differs from the defaults below (MNIST's), applied by
+# Config.for_dataset to whatever the user did not set. Colour images need the convolutional generator (the MLP
+# draws blurred colour blobs: README, "Switching datasets"); batch 64 keeps its steps short.
+PHOTO_RECIPE = {"arch": "dcgan", "batch_size": 64}
+RECIPES: dict[str, dict[str, Any]] = {"cifar10": PHOTO_RECIPE, "celeba": PHOTO_RECIPE, "folder": PHOTO_RECIPE}
 ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)
@@ -127,6 +132,11 @@ class Config:
                 f"dcgan needs an image size that is a multiple of 4 up to 32, or 64, 128 or 256; got {self.img_size}",
                 "img_size",
             )
+
+    @classmethod
+    def for_dataset(cls, **given: Any) -> Config:
+        """A new run's config: the settings given, the dataset's recipe (RECIPES) for the others, else the defaults."""
+        return cls(**{**RECIPES.get(given.get("dataset", cls.dataset), {}), **given})
 
     @property
     def lr_discriminator(self) -> float:

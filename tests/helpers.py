@@ -22,6 +22,9 @@ from mnist_gan.__main__ import app
 from mnist_gan.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from shapes import SHAPES, make_shapes_folder  # noqa: E402,F401  (the generated image folder the tests train on)
+
 # Resolved: the tests run the CLI from other folders, and the README passes a relative path.
 DATA_DIR = Path(os.environ.get("MNIST_GAN_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 runner = CliRunner()
@@ -145,31 +148,3 @@ def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
         **{f"d.{k}": v for k, v in payload["discriminator"].items()},
         **{f"ema.{k}": v for k, v in payload["generator_ema"].items()},
     }
-
-
-SHAPES = ("circle", "square", "triangle")  # the classes of make_shapes_folder, in label order
-SHAPE_COLOURS = {"circle": (230, 60, 40), "square": (40, 200, 60), "triangle": (50, 90, 230)}
-
-
-def make_shapes_folder(root: Path, per_class: int = 40, size: int = 32, seed: int = 0) -> Path:
-    """A learnable, labelled image folder: one sub-folder per shape, each shape in its own colour at a random
-    place and scale on a dark background, saved as PNG."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    for shape in SHAPES:
-        (root / shape).mkdir(parents=True, exist_ok=True)
-        for number in range(per_class):
-            image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 40, 3)))
-            radius = rng.uniform(0.22, 0.35) * size
-            cx, cy = rng.uniform(radius, size - radius, 2)
-            box = (cx - radius, cy - radius, cx + radius, cy + radius)
-            draw, colour = ImageDraw.Draw(image), SHAPE_COLOURS[shape]
-            if shape == "circle":
-                draw.ellipse(box, fill=colour)
-            elif shape == "square":
-                draw.rectangle(box, fill=colour)
-            else:
-                draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=colour)
-            image.save(root / shape / f"{number:03d}.png")
-    return root
