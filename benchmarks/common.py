@@ -37,9 +37,10 @@ def machine() -> str:
         else platform.processor()
     )
     bf16 = "AVX512-BF16/AMX: yes (bf16 fast)" if cpu_has_fast_bf16() else "AVX512-BF16/AMX: no (bf16 emulated)"
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     return (
         f"{cpu}, {os.cpu_count()} cores, CPU capability {torch.backends.cpu.get_cpu_capability()}, {bf16}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
     )
 
 
@@ -134,16 +135,20 @@ class ClassicLoop:
 class MnistGanLoop:
     """mnist_gan's own training step and data path, driven batch by batch."""
 
-    def __init__(self, config: Config, data_dir: str = DATA_DIR) -> None:
-        self.config, self.device = config, torch.device("cpu")
+    def __init__(self, config: Config, data_dir: str = DATA_DIR, device: str = "cpu") -> None:
+        self.config, self.device = config, torch.device(device)
         self.precision = resolve_precision(config.precision, self.device)
-        self.images, _ = load_dataset(config.dataset, data_dir, img_size=config.img_size)
+        images, labels = load_dataset(config.dataset, data_dir, img_size=config.img_size)
+        self.images, self.labels = images.to(self.device), labels.to(self.device)  # on a GPU, as training keeps it
         self.state = new_state(config, self.device)
 
     def batches(self) -> Iterator[torch.Tensor]:
         epoch = 0
         while True:
-            yield from epoch_batches(self.images, batch_size=self.config.batch_size, seed=self.config.seed, epoch=epoch)
+            for real, _ in epoch_batches(
+                self.images, self.labels, batch_size=self.config.batch_size, seed=self.config.seed, epoch=epoch
+            ):
+                yield real
             epoch += 1
 
     def step(self, real: torch.Tensor) -> None:
@@ -161,12 +166,19 @@ def images_per_second(loop: ClassicLoop | MnistGanLoop, seconds: float, warmup_s
     batches = loop.batches()
     for _ in range(warmup_steps):
         loop.step(next(batches))
+    synchronize()
     images, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         real = next(batches)
         loop.step(real)
         images += len(real)
+    synchronize()  # a GPU runs behind the host: count only finished work
     return images / (time.perf_counter() - started)
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def train_with_snapshots(

@@ -1,11 +1,13 @@
 """Training throughput: the classic MNIST GAN loop against mnist_gan, side by side in one run.
 
-    python benchmarks/throughput.py [--seconds 10] [--repeats 3] [--config r1=1.0 --config ...]
+    python benchmarks/throughput.py [--seconds 10] [--repeats 3] [--config r1=1.0 --config ...] [--device auto]
 
 Rows: the classic loop (DataLoader + per-image transforms, Sigmoid + BCELoss, MLP, batch 64);
 mnist_gan at the classic's own settings (MLP, batch 64, fp32); mnist_gan's default configuration, with
 its achieved GFLOP/s as a share of this machine's measured matmul peak in the dtype it uses; one more row per
---config (comma-separated Config overrides of the default).
+--config (comma-separated Config overrides of the default). With a GPU (--device auto picks it) the mnist_gan rows
+run on it, with the data on the GPU as training keeps it, and the share is of the GPU's measured matmul peak; the
+classic loop stays on the CPU, as the script users copy runs unless edited.
 Windows alternate between loops so drifting machine load hits all of them alike; medians are reported.
 """
 
@@ -15,22 +17,26 @@ import argparse
 import time
 
 import torch
-from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median
+from common import ClassicLoop, MnistGanLoop, images_per_second, machine, median, synchronize
 from time_to_quality import parse_overrides
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_gan.config import Config
+from mnist_gan.devices import resolve_device, tune_for
 from mnist_gan.trainer import r1_weight
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """Best GFLOP/s of a large square matmul: the practical peak of this CPU for the dtype."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """Best GFLOP/s of a large square matmul: the practical peak of this CPU (or GPU) for the dtype."""
+    size = size * 4 if device.type == "cuda" else size  # a GPU needs a larger product to be busy
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     a @ b
     best = 0.0
     for _ in range(repeats):
+        synchronize()
         started = time.perf_counter()
         a @ b
+        synchronize()
         best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
     return best
 
@@ -51,15 +57,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring window")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--config", action="append", default=[], help="an extra row: comma-separated Config overrides")
+    parser.add_argument("--device", default="auto", help="where the mnist_gan rows run: auto (a GPU if any), cpu, cuda")
     args = parser.parse_args()
+    device = resolve_device(args.device)
+    tune_for(device)
     loops = {
         "classic loop (MLP, batch 64)": ClassicLoop(),
         "mnist_gan at classic settings (MLP, batch 64, fp32)": MnistGanLoop(
-            Config(arch="mlp", batch_size=64, precision="fp32")
+            Config(arch="mlp", batch_size=64, precision="fp32"), device=device
         ),
-        "mnist_gan default": MnistGanLoop(Config()),
+        "mnist_gan default": MnistGanLoop(Config(), device=device),
         **{
-            f"mnist_gan {overrides}": MnistGanLoop(Config(**parse_overrides(overrides.split(","))))
+            f"mnist_gan {overrides}": MnistGanLoop(Config(**parse_overrides(overrides.split(","))), device=device)
             for overrides in args.config
         },
     }
@@ -70,7 +79,7 @@ def main() -> None:
     medians = {name: median(values) for name, values in results.items()}
     classic = medians["classic loop (MLP, batch 64)"]
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; mnist_gan rows on {device}")
     print(f"median of {args.repeats} windows of {args.seconds:.0f} s each\n")
     print("| loop | images/s (median) | runs | vs classic |")
     print("|---|---:|---|---:|")
@@ -82,7 +91,7 @@ def main() -> None:
     flops = flops_per_step(default)
     steps_per_second = medians["mnist_gan default"] / default.config.batch_size
     achieved = flops * steps_per_second / 1e9
-    peak = matmul_peak_gflops(default.precision)
+    peak = matmul_peak_gflops(default.precision, device)
     dtype = str(default.precision).removeprefix("torch.")
     print(
         f"\nmnist_gan default: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "

@@ -17,6 +17,8 @@ _LAZY = {
     "generate": "sampling",
     "plot_checkpoint": "sampling",
     "sample_images": "sampling",
+    "Sampler": "sampling",
+    "interpolate": "sampling",
     "build_models": "models",
 }
 

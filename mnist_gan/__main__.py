@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,10 +18,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from . import checkpoints, sampling
 from .config import ARCHITECTURES, DATASETS, DEVICES, Config
-from .errors import MnistGanError, OutputError, TrainingInterrupted
+from .errors import ConfigError, MnistGanError, OutputError, TrainingInterrupted
 from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES
 from .runs import newest_run
@@ -29,7 +31,7 @@ DEFAULTS = SimpleNamespace(
     **{field.name: field.default for field in dataclasses.fields(Config)}
 )  # before dataset fill-ins
 app = typer.Typer(
-    help="Train GANs on MNIST and Fashion-MNIST, watch them in TensorBoard, render their samples.",
+    help="Train GANs on MNIST and other image sets, watch them in TensorBoard, render and measure their samples.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -47,7 +49,7 @@ def setup_logging(ctx: typer.Context) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.getLogger("mnist_gan")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)  # torchrun: rank 0 tells
     logger.addHandler(handler)
     ctx.call_on_close(lambda: logger.removeHandler(handler))
 
@@ -96,8 +98,8 @@ def user_errors() -> Iterator[None]:
         if getattr(error, "field", None):
             label += f": --{error.field.replace('_', '-')}"
         console.print(
-            f"[bold red]{label}:[/] {error}", highlight=False, soft_wrap=True
-        )  # unwrapped: commands in it can be pasted
+            f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )  # unwrapped: commands in it can be pasted; escaped: a path or a library's message may hold [brackets]
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
@@ -133,7 +135,7 @@ def main(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = DEFAULTS.epochs,
     batch_size: Annotated[
-        int, typer.Option(help="Images per batch (64 for the colour datasets).")
+        int, typer.Option(help="Images per batch, per process under torchrun (64 for the colour datasets).")
     ] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
     b1: Annotated[float, typer.Option(help="Adam beta1.")] = DEFAULTS.b1,
@@ -166,10 +168,22 @@ def main(
     minibatch_std: Annotated[
         bool, typer.Option(help="D also sees the spread of its features over groups of 4 images (more variety).")
     ] = DEFAULTS.minibatch_std,
+    conditional: Annotated[
+        bool,
+        typer.Option(
+            help="Class-conditional G and D (labelled data): `generate --label 7` then draws the class asked for."
+        ),
+    ] = DEFAULTS.conditional,
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the generator's weight average used for samples and export; 0: off.")
     ] = DEFAULTS.ema_decay,
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
+    compile: Annotated[
+        bool, typer.Option(help="torch.compile G and D: a slow start, then faster steps (GPUs, long runs).")
+    ] = DEFAULTS.compile,
+    sync_batchnorm: Annotated[
+        bool, typer.Option(help="Under torchrun on GPUs: BatchNorm statistics over every rank's batch.")
+    ] = DEFAULTS.sync_batchnorm,
     dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.")] = DEFAULTS.dataset,
     data_dir: Annotated[
         str,
@@ -221,13 +235,14 @@ def main(
     options = {  # Config checks every value (ConfigError exits 2, naming the flag)
         "dataset": dataset, "data_dir": data_dir, "download": download, "img_size": img_size, "channels": channels,
         "arch": arch, "latent_dim": latent_dim, "width": width, "spectral_norm": spectral_norm,
-        "minibatch_std": minibatch_std, "lr_d": lr_d,
+        "minibatch_std": minibatch_std, "conditional": conditional, "lr_d": lr_d,
         "lr_schedule": lr_schedule, "loss": loss, "r1": r1, "r1_every": r1_every, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "max_batches": max_batches, "time_budget": time_budget,
+        "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "compile": compile,
+        "sync_batchnorm": sync_batchnorm, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
         "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,
     }  # fmt: skip
-    with user_errors():
+    with user_errors(), distributed_run():
         if resume:
             run = Path(run_dir) if run_dir else newest_run()
             given = {name: value for name, value in options.items() if name != "run_dir" and was_given(ctx, name)}
@@ -237,6 +252,17 @@ def main(
                 name: value for name, value in options.items() if ctx.get_parameter_source(name).name != "DEFAULT"
             }
             trainer.train(Config.for_dataset(**set_here))
+
+
+@contextlib.contextmanager
+def distributed_run() -> Iterator[None]:
+    """Under torchrun, leave the process group however training ends."""
+    from . import distributed
+
+    try:
+        yield
+    finally:
+        distributed.stop()
 
 
 DataDirOption = Annotated[str, typer.Option(envvar="MNIST_GAN_DATA_DIR", help="Dataset root (torchvision layout).")]
@@ -271,6 +297,11 @@ def plot_checkpoint(
         console.print(f"saved {path}")
 
 
+LabelOption = Annotated[
+    Optional[int], typer.Option(min=0, help="Draw only this class (a run trained with --conditional).")
+]
+
+
 @app.command("generate")
 def generate(
     checkpoint: SourceOption = None,
@@ -280,17 +311,95 @@ def generate(
         Path,
         typer.Option(
             callback=output_file(".png", ".npz"),
-            help=".png for a grid (up to 1,024 images), .npz for a uint8 array 'images' (N x H x W).",
+            help=".png for a grid (up to 1,024 images), .npz for a uint8 array 'images' (N x H x W, or N x H x W x 3).",
         ),
     ] = Path("fake_images.png"),
+    label: LabelOption = None,
+    labels: Annotated[
+        Optional[str], typer.Option(help="Classes to draw in turn, e.g. 0,3,7 (a conditional run).")
+    ] = None,
+    per_class: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1_000_000,
+            help="N images of each class (or of --labels), a row per class; replaces --num-images.",
+        ),
+    ] = 0,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """Sample images from a run, a checkpoint or an exported generator.pth."""
+    """Sample images from a run, a checkpoint or an exported generator.pth; a conditional run draws the classes asked for."""
     with user_errors():
+        wanted = class_list(label, labels)
         source = checkpoints.resolve_source(checkpoint, run_dir)
-        path = sampling.generate(source, out, num_images=num_images, seed=seed, device=device)
-        console.print(f"saved {num_images} images from {source} to {path}")
+        path = sampling.generate(
+            source, out, num_images=num_images, seed=seed, device=device, labels=wanted, per_class=per_class
+        )
+        console.print(f"saved images from {source} to {path}")
+
+
+def class_list(label: Optional[int], labels: Optional[str]) -> Optional[list[int]]:
+    """--label 7 or --labels 0,3,7 as a list of classes; None when neither is given."""
+    if label is not None and labels is not None:
+        raise ConfigError("give --label or --labels, not both", "labels")
+    if labels is None:
+        return None if label is None else [label]
+    return int_list(labels, "labels")
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"expected whole numbers separated by commas, like 0,3,7; got {text!r}", flag) from None
+
+
+@app.command("interpolate")
+def interpolate_command(
+    checkpoint: SourceOption = None,
+    run_dir: RunDirOption = None,
+    seeds: Annotated[str, typer.Option(help="Walk through the noise of these seeds in turn, e.g. 0,1,2.")] = "0,1",
+    classes: Annotated[
+        Optional[str],
+        typer.Option(help="Instead, morph one noise (--seed) through these classes, e.g. 0,1,2 (a conditional run)."),
+    ] = None,
+    label: LabelOption = None,
+    steps: Annotated[int, typer.Option(min=2, max=256, help="Images from one seed (or class) to the next.")] = 16,
+    out: Annotated[
+        Path,
+        typer.Option(callback=output_file(".png", ".gif"), help=".png for a strip, .gif for an animation."),
+    ] = Path("interpolation.gif"),
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Walk the latent space between seeds (spherical interpolation), or between classes of a conditional run."""
+    with user_errors():
+        walk_seeds = int_list(seeds, "seeds")
+        walk_classes = None if classes is None else int_list(classes, "classes")
+        source = checkpoints.resolve_source(checkpoint, run_dir)
+        path = sampling.interpolate(
+            source, out, walk_seeds, steps, label=label, classes=walk_classes, seed=seed, device=device
+        )
+        console.print(f"saved {path}")
+
+
+@app.command("animate")
+def animate_command(
+    run_dir: Annotated[
+        Optional[Path], typer.Argument(help="A run folder; default: the most recently modified run.")
+    ] = None,
+    out: Annotated[Path, typer.Option(callback=output_file(".gif"), help="The animation (.gif).")] = Path(
+        "progress.gif"
+    ),
+    frame_ms: Annotated[int, typer.Option(min=10, max=10_000, help="Milliseconds per epoch.")] = 200,
+) -> None:
+    """The run's sample grid after each epoch (the same noise every time) as one animated GIF: training as a film."""
+    from .plots import animate_run
+
+    with user_errors():
+        frames = animate_run(run_dir or newest_run(), out, frame_ms)
+        console.print(f"saved {out}: {frames} epochs")
 
 
 @app.command("train-evaluator")

@@ -37,17 +37,22 @@ LIMITS = {
     "eval_samples": (MIN_EVAL_SAMPLES, 100_000),
     "keep_last": (0, 1_000_000),
     "r1_every": (1, 1_000_000),
+    "num_classes": (0, 100_000),
     "seed": (0, 2**31 - 1),
 }
 # Settings added after the first release, and the value that means "as before they existed": a saved config without
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
 BEFORE_FIELD_EXISTED = {
-    "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0
+    "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0,
+    "conditional": False,
 }  # fmt: skip
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
-MODEL_FIELDS = ("dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std")
+MODEL_FIELDS = (
+    "dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std", "conditional",
+    "num_classes",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class Config:
     width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
     minibatch_std: bool = True  # D also sees the spread of its features over groups of 4 images (ProGAN): variety
+    conditional: bool = False  # G draws the class it is given, D judges image and class together (labelled data)
+    num_classes: int = 0  # classes of a conditional model; 0: counted from the data when the run starts
 
     # Optimisation: Adam with the DCGAN paper's b1 = 0.5, at a higher learning rate than the usual 2e-4:
     # 2e-3 beat 1e-3, 5e-4 and 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
@@ -81,6 +88,8 @@ class Config:
     r1_every: int = 4  # apply R1 on one step in this many, r1_every times as strong (StyleGAN2's lazy R1)
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
     precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
+    compile: bool = False  # torch.compile G and D (minutes of compiling first; pays off on GPUs and long runs)
+    sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics over every rank's batch
     max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
     time_budget: float = 0.0  # minutes of training (summed over resumes) after which the run ends cleanly; 0: none
 
@@ -127,6 +136,8 @@ class Config:
         for name in ("b1", "b2", "ema_decay", "lr_d"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
+        if self.conditional and self.num_classes == 1:
+            raise ConfigError("a conditional model needs at least 2 classes", "conditional")
         if self.arch == "dcgan" and not dcgan_supports(self.img_size):
             raise ConfigError(
                 f"dcgan needs an image size that is a multiple of 4 up to 32, or 64, 128 or 256; got {self.img_size}",

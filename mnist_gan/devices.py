@@ -54,3 +54,12 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def tune_for(device: torch.device) -> None:
+    """On CUDA: cuDNN picks the fastest convolution for our fixed shapes, and fp32 matmuls and convolutions run on
+    TF32 tensor cores (10 mantissa bits: ample for GAN training, several times the fp32 speed)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

@@ -18,8 +18,8 @@ from .devices import resolve_device
 from .errors import ConfigError, MnistGanError
 from .evaluator import evaluator_path as default_evaluator_path
 from .evaluator import load_evaluator, save_evaluator, train_evaluator
-from .metrics import METRICS, QualityMeter, check_sample_count, fixed_subset
-from .sampling import sample_images
+from .metrics import CONDITIONAL_METRICS, METRICS, QualityMeter, check_sample_count, fixed_subset
+from .sampling import class_cycle, classes_of, sample_images
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
@@ -113,6 +113,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
     torch_device = resolve_device(device)
+    labels = None
     if images is not None:
         if checkpoint is not None or run_dir is not None:
             raise ConfigError("--images scores a file of images; it cannot be combined with --checkpoint or --run-dir")
@@ -122,15 +123,22 @@ def evaluate(
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
-        fake = sample_images(generator, num_images, config.latent_dim, seed=seed)
+        labels = class_cycle(num_images, classes_of(generator))  # a conditional generator: every class in turn
+        fake = sample_images(generator, num_images, config.latent_dim, seed=seed, labels=labels)
         dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
     meter = quality_meter(dataset, data_dir, torch_device)
+    reference = meter.reference
+    if labels is not None:  # the class metrics of real training images, at the same count, as their reference
+        train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size)
+        real, real_labels = fixed_subset(train_images, num_images), fixed_subset(train_labels, num_images)
+        scored = meter.score(real, real_labels)
+        reference = {**reference, **{name: scored[name] for name in CONDITIONAL_METRICS}}
     return {
         "source": str(source),
         "dataset": dataset,
         "num_images": len(fake),
-        "metrics": meter.score(fake),
-        "reference": meter.reference,
+        "metrics": meter.score(fake, labels),
+        "reference": reference,
     }
 
 
@@ -140,7 +148,9 @@ def metrics_table(result: dict[str, Any]) -> Table:
     table.add_column("better", justify="center")
     table.add_column("generated", justify="right")
     table.add_column("real data (reference)", justify="right")
-    for name, higher in METRICS.items():
+    for name, higher in (METRICS | CONDITIONAL_METRICS).items():
+        if name not in result["metrics"]:
+            continue
         reference = result["reference"].get(name)
         table.add_row(
             name,

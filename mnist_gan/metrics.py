@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +17,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from .config import LIMITS, MIN_EVAL_SAMPLES
 from .errors import MnistGanError
 from .evaluator import Evaluator
-from .sampling import sample_images
+from .sampling import class_cycle, classes_of, sample_images
 
 # Name, then whether higher is better: the order of every table.
 METRICS = {
@@ -29,7 +31,12 @@ METRICS = {
     "density": True,
     "coverage": True,
 }
+# A conditional generator's: does it draw the class it is asked for?
+CONDITIONAL_METRICS = {"label_accuracy": True, "class_fid": False}
 MAX_EVAL_SAMPLES = LIMITS["eval_samples"][1]
+# torchmetrics gathers a metric's inputs from every process when torch.distributed is running; under torchrun
+# rank 0 alone evaluates, on the whole sample, so the metrics must not wait for the other ranks.
+LOCAL = False
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
 FAIR_SHARE = 0.5  # a class is covered when it holds at least half its uniform share (5% of samples for 10 classes)
 
@@ -54,7 +61,7 @@ def quiet_feature_buffer_warning() -> Iterator[None]:
 
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
-    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]))
+    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=LOCAL)
     fid.update(real.double(), real=True)
     fid.update(fake.double(), real=False)
     return fid.compute().item()
@@ -64,7 +71,9 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """KID (polynomial kernel MMD, unbiased), averaged over subsets."""
     size = min(1000, len(real), len(fake))
     with quiet_feature_buffer_warning():
-        kid = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subset_size=size, subsets=50)
+        kid = KernelInceptionDistance(
+            feature=Precomputed(real.shape[1]), subset_size=size, subsets=50, sync_on_compute=LOCAL
+        )
     kid.update(real.float(), real=True)  # float32 is ample for a kernel average and 5x faster than float64
     kid.update(fake.float(), real=False)
     return kid.compute()[0].item()
@@ -73,7 +82,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 def inception_score(logits: torch.Tensor) -> float:
     """exp(E[KL(p(y|x) || p(y))]) over 10 splits; 10 is the maximum for 10 classes."""
     with quiet_feature_buffer_warning():
-        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10)
+        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10, sync_on_compute=LOCAL)
     score.update(logits.double())
     return score.compute()[0].item()
 
@@ -87,6 +96,30 @@ def mode_coverage(logits: torch.Tensor, real_labels: torch.Tensor) -> dict[str, 
     nonzero = fake_share > 0
     kl = (fake_share[nonzero] * (fake_share[nonzero] / real_share[nonzero]).log()).sum().item()
     return {"classes_covered": covered, "class_kl": kl}
+
+
+def class_metrics(
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+) -> dict[str, float | list[float]]:
+    """For images drawn for given labels: how often the evaluator sees the class asked for, and the FID of each
+    class's images against that class's test images (class_fids, one per class; class_fid, their mean).
+
+    With few images per class a class's FID is biased upwards (500 samples for 10 classes: 50 each): compare it
+    between runs and epochs at the same sample count, and with `evaluate` (10,000) for the final figure."""
+    fids = []
+    for label in range(int(labels.max()) + 1):
+        fake, real = features[labels == label], test_features[test_labels == label]
+        fids.append(frechet_distance(real, fake) if len(fake) > 1 and len(real) > 1 else float("nan"))
+    measured = [fid for fid in fids if not math.isnan(fid)]  # NaN: a class without two images on either side
+    return {
+        "label_accuracy": (logits.argmax(1) == labels).double().mean().item(),
+        "class_fid": sum(measured) / len(measured) if measured else float("nan"),
+        "class_fids": fids,
+    }
 
 
 def row_chunk(columns: int) -> int:
@@ -163,8 +196,9 @@ class QualityMeter:
         self.test_features, _ = self.evaluator.embed(real_images)
         self.test_radii = real_radii(self.test_features)
 
-    def score(self, images: torch.Tensor) -> dict[str, float]:
-        """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed)."""
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed). With the
+        labels the images were drawn for (or real images' own labels), the class metrics too."""
         check_sample_count(len(images), "the sample")
         features, logits = self.evaluator.embed(images)
         if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):  # FID's matrix root would crash
@@ -181,12 +215,16 @@ class QualityMeter:
                 **mode_coverage(logits, self.test_labels),
                 **manifold_metrics(self.test_features, features, self.test_radii),
             }
-        return {name: results[name] for name in METRICS}
+            if labels is not None:
+                results |= class_metrics(self.test_features, self.test_labels, features, logits, labels.cpu())
+        return {name: results[name] for name in (*METRICS, *CONDITIONAL_METRICS, "class_fids") if name in results}
 
     def score_generator(
         self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345
-    ) -> dict[str, float]:
-        return self.score(sample_images(generator, num_images, latent_dim, seed=seed))
+    ) -> dict[str, Any]:
+        """Scores num_images samples; a conditional generator draws every class in equal share."""
+        labels = class_cycle(num_images, classes_of(generator))
+        return self.score(sample_images(generator, num_images, latent_dim, seed=seed, labels=labels), labels)
 
 
 def fixed_subset(images: torch.Tensor, num_images: int = 10_000) -> torch.Tensor:

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .data import to_uint8
-from .errors import OutputError
-from .files import atomic_output
+from .errors import MnistGanError, OutputError
+from .files import atomic_output, describe
+from .runs import IMAGES_DIR
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what matplotlib writes, chosen by the name
+EPOCH_GRID = re.compile(r"epoch_(\d+)\.png")  # a run's grid after each epoch, numbered from 0
 MAX_GRID_IMAGES = 1024  # a 32 x 32 grid (about 1000 pixels a side for MNIST); more is an array's job
 
 
@@ -39,19 +46,34 @@ def display_available() -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def plot_samples(images: torch.Tensor, title: str, path: Path, show: bool = False) -> Path:
-    """Draw an N x N grid with a title, save it as PNG and show it if asked and a display is available."""
+def plot_samples(
+    images: torch.Tensor,
+    title: str,
+    path: Path,
+    show: bool = False,
+    row_labels: list[str] | None = None,
+) -> Path:
+    """Draw the images as a square grid (or one row per label in row_labels) with a title, save the figure and
+    show it if asked and a display is available."""
     import matplotlib
 
     if not (show and display_available()):
         matplotlib.use("Agg")  # headless: render to file only
     import matplotlib.pyplot as plt
 
-    nrow = math.isqrt(len(images))
-    figure, axis = plt.subplots(figsize=(6, 6.4))
-    axis.imshow(grid_array(images, nrow), cmap="gray", interpolation="nearest")
+    nrow = len(images) // len(row_labels) if row_labels else math.isqrt(len(images))
+    grid = grid_array(images, nrow)
+    figure, axis = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
+    axis.imshow(grid, cmap="gray", interpolation="nearest")
     axis.set_title(title)
-    axis.axis("off")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    for side in axis.spines.values():
+        side.set_visible(False)
+    if row_labels:  # the class of each row, at its middle
+        row_height = grid.shape[0] / len(row_labels)
+        axis.set_yticks([row_height * (row + 0.5) for row in range(len(row_labels))], row_labels)
+        axis.tick_params(left=False)
     figure.tight_layout()
     with atomic_output(path) as temporary:
         figure.savefig(temporary, dpi=100)
@@ -59,6 +81,24 @@ def plot_samples(images: torch.Tensor, title: str, path: Path, show: bool = Fals
         plt.show()
     plt.close(figure)
     return path
+
+
+def save_gif(frames: list[np.ndarray], path: Path, frame_ms: int = 100, last_frame_ms: int | None = None) -> Path:
+    """An animated GIF that loops forever, from H x W (x 3) uint8 frames; the last may stay longer."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(frame) for frame in frames]
+    durations = [frame_ms] * len(frames)
+    durations[-1] = last_frame_ms or frame_ms
+    with atomic_output(path) as temporary:  # Pillow picks the format from the name, so it is given here
+        pictures[0].save(temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return path
+
+
+def upscaled(images: torch.Tensor, min_side: int = 112) -> torch.Tensor:
+    """Images enlarged by a whole factor (nearest pixel) to at least min_side: 28-pixel digits are tiny in a GIF."""
+    factor = max(1, -(-min_side // images.shape[-1]))
+    return images.repeat_interleave(factor, -1).repeat_interleave(factor, -2)
 
 
 def check_grid_size(num_images: int, path: Path) -> None:
@@ -69,8 +109,9 @@ def check_grid_size(num_images: int, path: Path) -> None:
         )
 
 
-def save_images(images: torch.Tensor, path: Path) -> Path:
-    """`.png`: one grid; `.npz`: `images` as uint8 N x H x W (single channel) or N x H x W x C."""
+def save_images(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """`.png`: one grid (nrow images a row; default square); `.npz`: `images` as uint8 N x H x W (single channel)
+    or N x H x W x C."""
     if path.suffix.lower() == ".npz":
         array = (images if images.dtype == torch.uint8 else to_uint8(images)).permute(0, 2, 3, 1).numpy()
         if array.shape[-1] == 1:
@@ -79,7 +120,7 @@ def save_images(images: torch.Tensor, path: Path) -> Path:
             np.savez_compressed(temporary, images=array)
     else:
         check_grid_size(len(images), path)
-        save_grid(images, path)
+        save_grid(images, path, nrow)
     return path
 
 
@@ -118,3 +159,36 @@ def smooth(values: tuple[float, ...], weight: float = 0.9) -> list[float]:
         last = weight * last + (1 - weight) * value
         smoothed.append(last)
     return smoothed
+
+
+def animate_run(run_dir: Path, out: Path, frame_ms: int = 200) -> int:
+    """A run's per-epoch grids (images/epoch_N.png, N from 0), in order, as one looping GIF, each frame captioned
+    with its epoch and the last held for 2 s; returns the number of frames."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(run_dir) / IMAGES_DIR
+    grids = sorted(
+        (int(match[1]), path) for path in folder.glob("epoch_*.png") if (match := EPOCH_GRID.fullmatch(path.name))
+    )
+    if not grids:
+        raise MnistGanError(f"{folder} holds no epoch grids (epoch_N.png): is {run_dir} a run that finished an epoch?")
+    frames = []
+    for epoch, path in grids:
+        try:
+            with Image.open(path) as grid:
+                frames.append(captioned(grid.convert("RGB"), f"epoch {epoch + 1}"))
+        except (OSError, UnidentifiedImageError) as error:
+            raise MnistGanError(f"cannot read {path}: {describe(error)}") from None
+    save_gif(frames, out, frame_ms=frame_ms, last_frame_ms=2000)
+    return len(frames)
+
+
+def captioned(picture: Image.Image, caption: str) -> np.ndarray:
+    """The picture under a white band with the caption, as an array."""
+    from PIL import Image, ImageDraw
+
+    band = 16
+    framed = Image.new("RGB", (picture.width, picture.height + band), "white")
+    framed.paste(picture, (0, band))
+    ImageDraw.Draw(framed).text((4, 2), caption, fill="black")
+    return np.asarray(framed)

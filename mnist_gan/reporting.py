@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -16,7 +16,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from .config import Config
 from .files import append_line, describe
-from .metrics import METRICS
+from .metrics import CONDITIONAL_METRICS, METRICS
 from .plots import save_grid
 from .runs import GENERATOR_FILE, IMAGES_DIR, METRICS_FILE
 
@@ -114,18 +114,24 @@ class Reporter:
 
     def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
         """A PNG in the run's images/ folder; epoch grids also go to TensorBoard under samples/."""
-        save_grid(images, self.run_dir / IMAGES_DIR / f"{name}.png")
+        save_grid(images, self.run_dir / IMAGES_DIR / f"{name}.png", nrow=self.grid_columns())
         if epoch_grid:
             grid = (images[:64].add(1).div(2)).clamp(0, 1)
             self.writer.add_images("samples/fixed_noise", grid, step)
 
-    def log_metrics(self, record: dict[str, float]) -> None:
+    def grid_columns(self) -> int | None:
+        """A conditional run draws the fixed noise for classes 0, 1, 2, ... in turn: one column per class."""
+        classes = self.config.num_classes if self.config.conditional else 0
+        return classes if 2 <= classes <= 16 else None
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
         """Quality metrics to TensorBoard under metrics/ and as one JSON line in metrics.jsonl."""
-        for name in METRICS:
-            self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
+        for name in (*METRICS, *CONDITIONAL_METRICS):
+            if name in record:
+                self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
         append_line(self.run_dir / METRICS_FILE, json.dumps(record))
 
-    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, float] | None) -> None:
+    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, Any] | None) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
@@ -136,6 +142,8 @@ class Reporter:
                 f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
                 f"{metrics['classes_covered']} classes covered"
             )
+            if "label_accuracy" in metrics:
+                quality += f", label accuracy {metrics['label_accuracy']:.1%}"
         if state.epoch > epoch:
             log.info(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}")
         else:  # the time budget ended the run inside the epoch
@@ -157,3 +165,34 @@ class Reporter:
             self.writer.close()
         except OSError as error:  # a full disk: the checkpoints matter, a lost event tail does not
             log.warning(f"TensorBoard events in {self.run_dir} are incomplete: {describe(error)}")
+
+
+class SilentReporter(Reporter):
+    """What the ranks other than 0 report under torchrun: nothing (rank 0 writes events, grids and the log)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def start_epoch(self, epoch: int, batches_done: int) -> None:
+        pass
+
+    def advance(self, batch_size: int) -> None:
+        pass
+
+    def log_step(self, step: int, stats: dict[str, float], elapsed: float) -> None:
+        pass
+
+    def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
+        pass
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        pass
+
+    def end_epoch(self, epoch: int, state: TrainingState, metrics: dict[str, Any] | None) -> None:
+        pass
+
+    def finish(self, state: TrainingState) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

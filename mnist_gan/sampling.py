@@ -1,55 +1,249 @@
-"""Draw images from a trained generator: the library side of `generate` and `plot-checkpoint`."""
+"""Draw images from a trained generator: the Python API (`Sampler`) that `generate`, `plot-checkpoint` and
+`interpolate` use, so the CLI and a notebook draw the same images for the same seed."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from . import checkpoints
+from .config import Config
 from .data import to_uint8
 from .devices import resolve_device
+from .errors import ConfigError
 from .files import check_output
 from .models import eval_mode
-from .plots import FIGURE_SUFFIXES, check_grid_size, plot_samples, save_images
+from .plots import FIGURE_SUFFIXES, check_grid_size, plot_samples, save_gif, save_images, upscaled
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Labels = int | Sequence[int] | torch.Tensor | None  # what Sampler takes as labels
+
+
+def noise(num_images: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """The generator's input for a seed, on the CPU: image i of a seed is the same whatever num_images is."""
+    return torch.randn(num_images, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def class_cycle(num_images: int, num_classes: int) -> torch.Tensor | None:
+    """0, 1, ..., K-1, 0, 1, ...: every class in equal share (None for an unconditional generator)."""
+    return torch.arange(num_images) % num_classes if num_classes else None
+
+
+def classes_of(generator: nn.Module) -> int:
+    """How many classes a generator draws on request; 0 when it is unconditional."""
+    return getattr(generator, "num_classes", 0)
 
 
 @torch.no_grad()
+def draw(
+    generator: nn.Module,
+    z: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    batch_size: int = 1000,
+    as_uint8: bool = False,
+) -> torch.Tensor:
+    """G(z, labels) in eval mode, in chunks, on the CPU: floats in [-1, 1], or uint8 (a quarter of the memory).
+    labels: class indices (N,) or class weights (N, K) for a conditional generator; None draws its classes in turn."""
+    device = next(generator.parameters()).device
+    labels = labels if labels is not None else class_cycle(len(z), classes_of(generator))
+    convert = to_uint8 if as_uint8 else torch.Tensor.float
+    chunks = []
+    with eval_mode(generator):
+        for start in range(0, len(z), batch_size):
+            chunk_labels = None if labels is None else labels[start : start + batch_size].to(device)
+            chunks.append(convert(generator(z[start : start + batch_size].to(device), chunk_labels)).cpu())
+    return torch.cat(chunks)
+
+
 def sample_images(
     generator: nn.Module,
     num_images: int,
     latent_dim: int,
     *,
     seed: int = 0,
-    batch_size: int = 1000,
+    labels: torch.Tensor | None = None,
     as_uint8: bool = False,
 ) -> torch.Tensor:
-    """num_images samples in [-1, 1] (or uint8, a quarter of the memory) on the CPU, in eval mode; the same seed
-    gives the same images."""
-    device = next(generator.parameters()).device
-    noise_rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(num_images, latent_dim, generator=noise_rng)
-    convert = to_uint8 if as_uint8 else torch.Tensor.float
-    with eval_mode(generator):
-        chunks = [convert(generator(z[i : i + batch_size].to(device))).cpu() for i in range(0, num_images, batch_size)]
-    return torch.cat(chunks)
+    """num_images samples for a seed (see draw); the same seed gives the same images."""
+    return draw(generator, noise(num_images, latent_dim, seed), labels, as_uint8=as_uint8)
 
 
-def generate(source: Path, out: Path, num_images: int = 8, seed: int = 0, device: str = "auto") -> Path:
-    """Write num_images samples from a checkpoint or generator.pth to a .png grid or an .npz array."""
-    check_grid_size(num_images, out)
-    generator, config, _ = checkpoints.load_generator(source, resolve_device(device))
-    images = sample_images(generator, num_images, config.latent_dim, seed=seed, as_uint8=out.suffix.lower() == ".npz")
-    return save_images(images, out)
+def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two noise vectors (Shoemake 1985; White 2016 for GAN latents), one row per
+    weight in [0, 1]. Gaussian noise lives near a sphere: the straight line between two points cuts inside it,
+    where the generator saw no inputs. Weights 0 and 1 give start and end exactly."""
+    angle = torch.acos(torch.dot(start / start.norm(), end / end.norm()).clamp(-1, 1))
+    weights = weights.view(-1, 1)
+    if angle < 1e-6:  # (nearly) the same direction: the arc is a line
+        return torch.lerp(start, end, weights)
+    # the coefficients first: at weight 0 they are exactly 1 and 0, so the ends come out bit for bit
+    return (
+        torch.sin((1 - weights) * angle) / torch.sin(angle) * start
+        + torch.sin(weights * angle) / torch.sin(angle) * end
+    )
+
+
+def walk_weights(steps: int) -> torch.Tensor:
+    """steps weights from 0 to 1, both ends included."""
+    return torch.linspace(0, 1, steps)
+
+
+def joined_walks(walks: list[torch.Tensor]) -> torch.Tensor:
+    """Consecutive walks as one, each shared end once."""
+    return torch.cat([walks[0], *(walk[1:] for walk in walks[1:])])
+
+
+class Sampler:
+    """A trained generator, ready to draw from in a script or notebook.
+
+    >>> from mnist_gan import Sampler
+    >>> sampler = Sampler.load("runs/2026-11-22_06-00-00/generator.pth")  # or any checkpoint .pt
+    >>> images = sampler.sample(16, seed=1)  # (16, C, H, W) floats in [-1, 1]
+    >>> sevens = sampler.pil_images(20, labels=7)  # a run trained with --conditional: twenty 7s, as PIL images
+
+    The same seed (and labels) gives the same images as `python -m mnist_gan generate --seed ...`.
+    """
+
+    def __init__(self, generator: nn.Module, config: Config, epochs_done: int = 0) -> None:
+        self.generator, self.config, self.epochs_done = generator.eval(), config, epochs_done
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Sampler:
+        """From a generator.pth or a checkpoint (its EMA generator when it has one); device auto: cuda, mps, cpu."""
+        generator, config, epochs_done = checkpoints.load_generator(Path(path), resolve_device(device))
+        return cls(generator, config, epochs_done)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the generator draws on request; 0 for an unconditional generator."""
+        return classes_of(self.generator)
+
+    def labels(self, num_images: int, labels: Labels = None) -> torch.Tensor | None:
+        """One class per image: an int for all, a sequence repeated in turn, or None (every class in turn)."""
+        if labels is None:
+            return class_cycle(num_images, self.num_classes)
+        if not self.num_classes:
+            raise ConfigError(
+                "this generator is unconditional: it cannot draw a chosen class (train one with `main --conditional`)",
+                "label",
+            )
+        wanted = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if wanted.numel() == 0:
+            raise ConfigError("no label given", "label")
+        outside = wanted[(wanted < 0) | (wanted >= self.num_classes)]
+        if outside.numel():
+            raise ConfigError(
+                f"label {int(outside[0])} is out of range: this generator draws classes 0 to {self.num_classes - 1}",
+                "label",
+            )
+        return wanted.repeat(math.ceil(num_images / wanted.numel()))[:num_images]
+
+    def sample(self, num_images: int, seed: int = 0, labels: Labels = None, as_uint8: bool = False) -> torch.Tensor:
+        """num_images images (N, C, H, W) on the CPU: floats in [-1, 1], or uint8 0..255."""
+        z = noise(num_images, self.config.latent_dim, seed)
+        return draw(self.generator, z, self.labels(num_images, labels), as_uint8=as_uint8)
+
+    def pil_images(self, num_images: int, seed: int = 0, labels: Labels = None) -> list[Image.Image]:
+        """The same images as sample(), as PIL images (mode L or RGB)."""
+        from PIL import Image
+
+        pixels = self.sample(num_images, seed, labels, as_uint8=True).permute(0, 2, 3, 1).numpy()
+        return [Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image) for image in pixels]
+
+    def per_class(self, per_class: int, seed: int = 0, classes: Sequence[int] | None = None) -> torch.Tensor:
+        """per_class images of each class, class by class (a grid with per_class columns has one row per class); row
+        r uses the same noise as every other row, so the columns show one style drawn as each class."""
+        classes = list(range(self.num_classes)) if classes is None else list(classes)
+        wanted = self.labels(len(classes), classes)
+        z = noise(per_class, self.config.latent_dim, seed).repeat(len(wanted), 1)
+        return draw(self.generator, z, wanted.repeat_interleave(per_class))
+
+    def interpolate(self, seeds: Sequence[int], steps: int = 8, label: int | None = None) -> torch.Tensor:
+        """A latent walk through the noise of each seed in turn, steps images from one seed to the next (the
+        shared ends once): its first and last images are sample(1, seed) of the first and last seed."""
+        if len(seeds) < 2 or steps < 2:
+            raise ConfigError("a walk needs at least 2 seeds and 2 steps", "seeds")
+        ends = torch.cat([noise(1, self.config.latent_dim, seed) for seed in seeds])
+        z = joined_walks([slerp(a, b, walk_weights(steps)) for a, b in pairwise(ends)])
+        labels = None
+        if label is not None or self.num_classes:  # a conditional walk keeps one class: 0 unless asked
+            labels = self.labels(len(z), 0 if label is None else label)
+        return draw(self.generator, z, labels)
+
+    def class_walk(self, classes: Sequence[int], steps: int = 8, seed: int = 0) -> torch.Tensor:
+        """One noise vector drawn as a morph from each class to the next (class weights mixed linearly): its
+        first and last images are sample(1, seed, label) of the first and last class."""
+        if len(classes) < 2 or steps < 2:
+            raise ConfigError("a class walk needs at least 2 classes and 2 steps", "classes")
+        wanted = self.labels(len(classes), classes)
+        one_hot = torch.nn.functional.one_hot(wanted, self.num_classes).float()
+        weights = walk_weights(steps).view(-1, 1)
+        mixes = joined_walks([torch.lerp(a, b, weights) for a, b in pairwise(one_hot)])
+        z = noise(1, self.config.latent_dim, seed).repeat(len(mixes), 1)
+        return draw(self.generator, z, mixes)
+
+
+# ----------------------------------------------------------------------------------- the CLI's commands
+def generate(
+    source: Path,
+    out: Path,
+    num_images: int = 8,
+    seed: int = 0,
+    device: str = "auto",
+    labels: Labels = None,
+    per_class: int = 0,
+) -> Path:
+    """Samples from a checkpoint or generator.pth to a .png grid or an .npz array: num_images (of the given labels,
+    in turn), or per_class of each class (of the labels given, else all), one row per class."""
+    if not per_class:
+        check_grid_size(num_images, out)
+    sampler = Sampler.load(source, device)
+    if per_class:
+        classes = None if labels is None else torch.as_tensor(labels).flatten().tolist()
+        images = sampler.per_class(per_class, seed, classes)
+        return save_images(images, out, nrow=per_class)
+    return save_images(sampler.sample(num_images, seed, labels, as_uint8=out.suffix.lower() == ".npz"), out)
 
 
 def plot_checkpoint(
     source: Path, out: Path | None = None, grid: int = 8, seed: int = 0, show: bool = True, device: str = "auto"
 ) -> Path:
-    """A grid x grid figure of samples titled with the checkpoint's epoch; saved as PNG (beside the checkpoint by default)."""
+    """A titled figure of samples, saved beside the checkpoint by default: grid x grid images, or for a conditional
+    generator one row of grid images per class (the same noise in each column)."""
     out = check_output(out or source.parent / f"{source.stem}_samples.png", FIGURE_SUFFIXES)
-    generator, config, epochs_done = checkpoints.load_generator(source, resolve_device(device))
-    images = sample_images(generator, grid * grid, config.latent_dim, seed=seed)
-    title = f"{config.arch} on {config.dataset} after {epochs_done} epoch{'s' if epochs_done != 1 else ''}"
-    return plot_samples(images, title, out, show=show)
+    sampler = Sampler.load(source, device)
+    config, epochs = sampler.config, sampler.epochs_done
+    title = f"{config.arch} on {config.dataset} after {epochs} epoch{'s' if epochs != 1 else ''}"
+    if sampler.num_classes:
+        rows = [str(label) for label in range(sampler.num_classes)]
+        return plot_samples(sampler.per_class(grid, seed), f"{title}, a row per class", out, show, row_labels=rows)
+    return plot_samples(sampler.sample(grid * grid, seed), title, out, show=show)
+
+
+def interpolate(
+    source: Path,
+    out: Path,
+    seeds: Sequence[int] = (0, 1),
+    steps: int = 8,
+    label: int | None = None,
+    classes: Sequence[int] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """A latent walk between seeds (or, with classes, one seed's noise morphing from class to class) as a .png
+    strip or an animated .gif (images enlarged to at least 112 pixels)."""
+    sampler = Sampler.load(source, device)
+    images = sampler.class_walk(classes, steps, seed) if classes else sampler.interpolate(seeds, steps, label)
+    if out.suffix.lower() == ".gif":
+        frames = [frame.permute(1, 2, 0).squeeze(-1).numpy() for frame in to_uint8(upscaled(images))]
+        return save_gif(frames, out, frame_ms=80, last_frame_ms=800)
+    return save_images(images, out, nrow=len(images))

@@ -15,16 +15,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints, formats, runs
+from . import checkpoints, distributed, formats, runs
 from .config import Config, merge_for_resume
 from .data import batches_per_epoch, epoch_batches, fingerprint, load_dataset
-from .devices import autocast, resolve_device, resolve_precision
-from .errors import CheckpointError, DataError, NoEvaluator, OutputError, TrainingDiverged, TrainingInterrupted
+from .devices import autocast, resolve_device, resolve_precision, tune_for
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NoEvaluator,
+    OutputError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from .evaluation import quality_meter
 from .files import describe
 from .metrics import QualityMeter
-from .models import eval_mode
-from .reporting import Reporter
+from .reporting import Reporter, SilentReporter
+from .sampling import draw
 from .state import TrainingState, new_state
 
 log = logging.getLogger(__name__)
@@ -38,21 +46,26 @@ def train_step(
     precision: torch.dtype,
     loss: str = "ns",
     r1: float = 0.0,
+    labels: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """One discriminator and one generator update, on logits: the non-saturating loss or the hinge loss,
     optionally with the R1 penalty (weight r1) on D's gradient at the real images. The statistics stay on the
     device (0-dim tensors): reading them every step would make a GPU wait for the host. loss_d is the adversarial
-    loss alone, comparable between steps with and without the penalty."""
-    generator, discriminator = state.generator, state.discriminator
-    z = torch.randn(real.shape[0], latent_dim, device=real.device)
+    loss alone, comparable between steps with and without the penalty.
+
+    A conditional model gets the real batch's labels (None otherwise); the fakes are drawn for the same labels, so
+    G is asked for the classes in the proportions of the data. noise: G's input, fresh from the RNG by default."""
+    generator, discriminator = state.parallel or (state.generator, state.discriminator)
+    z = torch.randn(real.shape[0], latent_dim, device=real.device) if noise is None else noise
 
     # (1) Update D: tell real from fake. Real and fake go through D separately so that BatchNorm never
     # mixes their statistics.
     real.requires_grad_(r1 > 0)
     with autocast(real.device, precision):
-        fake = generator(z)
-        logits_real = discriminator(real).float()
-        logits_fake = discriminator(fake.detach()).float()
+        fake = generator(z, labels)
+        logits_real = discriminator(real, labels).float()
+        logits_fake = discriminator(fake.detach(), labels).float()
     loss_d = discriminator_loss(logits_real, logits_fake, loss)
     penalty = r1 / 2 * r1_penalty(logits_real, real) if r1 else 0.0
     state.optimizer_d.zero_grad(set_to_none=True)
@@ -60,9 +73,11 @@ def train_step(
     state.optimizer_d.step()
 
     # (2) Update G: make D call its images real. D's weights are frozen: only the gradient w.r.t. its input is needed.
+    # The plain D (not its DDP wrapper, which would wait for weight gradients to average): it is not updated here.
+    discriminator = state.discriminator
     discriminator.requires_grad_(False)
     with autocast(real.device, precision):
-        logits_fake_for_g = discriminator(fake).float()
+        logits_fake_for_g = discriminator(fake, labels).float()
     loss_g = generator_loss(logits_fake_for_g, loss)
     state.optimizer_g.zero_grad(set_to_none=True)
     loss_g.backward()
@@ -70,7 +85,7 @@ def train_step(
     discriminator.requires_grad_(True)
 
     if state.ema is not None:
-        state.ema.update_parameters(generator)
+        state.ema.update_parameters(state.generator)
     return {
         "loss_d": loss_d.detach(),
         "loss_g": loss_g.detach(),
@@ -122,11 +137,13 @@ def set_learning_rates(state: TrainingState, config: Config, total_steps: int) -
 # ----------------------------------------------------------------------------------- the loop
 def train(config: Config, reporter_factory: Callable[..., Reporter] = Reporter) -> Path:
     """Train a new run; returns its folder."""
-    run_dir = Path(config.run_dir) if config.run_dir else runs.new_run_dir()
-    runs.check_run_dir(run_dir, resuming=False)
-    config = Config.from_dict({**config.to_dict(), "run_dir": str(run_dir)})
-    device = resolve_device(config.device)
-    return fit(config, new_state(config, device), device, reporter_factory, resuming=False)
+    device = distributed.start(resolve_device(config.device))
+    run_dir = Path(config.run_dir or distributed.broadcast(str(runs.new_run_dir())))  # one name for every rank
+    if distributed.is_main():  # rank 0 makes the folder: the others could find it already made
+        runs.check_run_dir(run_dir, resuming=False)
+    data = training_data(config)
+    config = Config.from_dict({**config.to_dict(), "run_dir": str(run_dir), "num_classes": count_classes(config, data)})
+    return fit(config, new_state(config, device), device, data, reporter_factory, resuming=False)
 
 
 def resume(
@@ -139,7 +156,26 @@ def resume(
     runs.check_run_dir(run_dir, resuming=True)
     path, config, state, device = restore_newest(run_dir, overrides)
     log.info(f"resuming {path} at epoch {state.epoch}, batch {state.batches_done} (step {state.step})")
-    return fit(config, state, device, reporter_factory, resuming=True)
+    return fit(config, state, device, training_data(config), reporter_factory, resuming=True)
+
+
+def training_data(config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the training split, as the config asks for them."""
+    return load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
+
+
+def count_classes(config: Config, data: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """A conditional model's class count, from the labels; an unconditional one needs none."""
+    if not config.conditional:
+        return 0
+    classes = int(data[1].max()) + 1
+    if classes < 2:
+        raise ConfigError(
+            f"--conditional needs labelled data, and {config.dataset} in {config.data_dir} has one class"
+            + (" (a folder's classes are its sub-folders)" if config.dataset == "folder" else ""),
+            "conditional",
+        )
+    return classes
 
 
 def restore_newest(run_dir: Path, overrides: dict[str, Any]) -> tuple[Path, Config, TrainingState, torch.device]:
@@ -154,7 +190,7 @@ def restore_newest(run_dir: Path, overrides: dict[str, Any]) -> tuple[Path, Conf
             log.warning(f"skipping broken checkpoint: {error}")
             continue
         config, changes = merge_for_resume(Config.from_dict(payload["config"]), {**overrides, "run_dir": str(run_dir)})
-        device = resolve_device(config.device)
+        device = distributed.start(resolve_device(config.device))
         try:
             state = formats.restore_checkpoint(payload, config, device)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # loads, but does not fit the model
@@ -172,34 +208,63 @@ def fit(
     config: Config,
     state: TrainingState,
     device: torch.device,
+    data: tuple[torch.Tensor, torch.Tensor],
     reporter_factory: Callable[..., Reporter],
     resuming: bool,
 ) -> Path:
-    """The epoch loop. Everything that can fail for the user's reasons (data, precision, batch size) is
-    checked before the run folder is made or touched."""
+    """The epoch loop on the training data (images, labels). Everything that can fail for the user's reasons
+    (data, precision, batch size) is checked before the run folder is made or touched."""
     run_dir = Path(config.run_dir)
     precision = resolve_precision(config.precision, device)
-    images, labels = load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
-    steps_per_epoch = batches_per_epoch(len(images), config.batch_size, config.max_batches)
+    images, labels = data
+    steps_per_epoch = batches_per_epoch(len(images), config.batch_size * distributed.world_size(), config.max_batches)
     check_same_data(state, fingerprint(images, labels))
-    meter = quality_meter_or_none(config, device)
-    runs.prepare_run_dir(run_dir, resuming)
-    with runs.RunLock(run_dir):
-        if resuming:  # what a killed process left: temporaries, and metrics of epochs its checkpoint does not have
+    main = distributed.is_main()  # rank 0 writes everything; under torchrun the others only train
+    meter = quality_meter_or_none(config, device) if main else None
+    prepare_models(state, config, device)
+    if main:
+        runs.prepare_run_dir(run_dir, resuming)
+    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
+        if resuming and main:  # what a killed process left: temporaries, and metrics its checkpoint does not have
             runs.remove_temporaries(run_dir)
             runs.truncate_metrics(run_dir, state.epoch)
-        reporter = reporter_factory(
+        reporter = (reporter_factory if main else SilentReporter)(
             run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None
         )
         try:
-            loop(config, state, images.to(device), precision, reporter, meter)
+            loop(config, state, (images.to(device), labels.to(device)), precision, reporter, meter)
         except OSError as error:  # TensorBoard's writer reports a full disk late, from its own thread
             raise OutputError(
                 f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
             ) from None
+        except RuntimeError as error:  # under torchrun: DDP's gradient all-reduce found a peer gone
+            if distributed.world_size() == 1:
+                raise
+            raise distributed.failed(error) from None
         finally:
             reporter.close()
     return run_dir
+
+
+def prepare_models(state: TrainingState, config: Config, device: torch.device) -> None:
+    """Device tuning, --compile and, under torchrun, the DDP wrappers and each rank's own noise."""
+    tune_for(device)
+    if device.type == "cuda" and config.arch == "dcgan":  # convolutions run fastest on NHWC on GPUs
+        for model in (state.generator, state.discriminator):
+            model.to(memory_format=torch.channels_last)
+    if config.compile:
+        state.generator.compile()
+        state.discriminator.compile()
+    if distributed.world_size() == 1:
+        return
+    if config.sync_batchnorm:
+        distributed.sync_batchnorm(state.generator, device)
+        distributed.sync_batchnorm(state.discriminator, device)
+    state.parallel = (  # D's running statistics stay each rank's own; G's come from rank 0 for the samples
+        distributed.wrap(state.generator, device, sync_buffers=True),
+        distributed.wrap(state.discriminator, device, sync_buffers=False),
+    )
+    torch.manual_seed(config.seed + 1_000_003 * (distributed.rank() + 1) + state.step)
 
 
 def quality_meter_or_none(config: Config, device: torch.device) -> QualityMeter | None:
@@ -216,7 +281,7 @@ def quality_meter_or_none(config: Config, device: torch.device) -> QualityMeter 
 def loop(
     config: Config,
     state: TrainingState,
-    images: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor],
     precision: torch.dtype,
     reporter: Reporter,
     meter: QualityMeter | None,
@@ -225,11 +290,15 @@ def loop(
         log.warning(f"the time budget of {config.time_budget:g} min is already spent; pass a larger --time-budget or 0")
     with StopSignals() as stop:
         while state.epoch < config.epochs and not budget_spent(config, state):
-            complete = train_epoch(config, state, images, precision, reporter, stop)
+            complete = train_epoch(config, state, data, precision, reporter, stop)
             saved = finish_epoch(config, state, reporter, meter, stop, complete)
+            # every rank leaves with the same clock, for the same reason (a no-op in one process)
+            state.elapsed, stop.signal_number = distributed.agree(state.elapsed, stop.signal_number, data[0].device)
             if stop.signal_number:  # arrived during the samples, the evaluation or the checkpoint
                 raise interrupted(config, state, stop.signal_number, saved)
-    export_generator(config, state, Path(config.run_dir))
+    if distributed.is_main():
+        export_generator(config, state, Path(config.run_dir))
+    distributed.barrier()
     reporter.finish(state)
 
 
@@ -251,41 +320,58 @@ def check_same_data(state: TrainingState, found: str) -> None:
 def train_epoch(
     config: Config,
     state: TrainingState,
-    images: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor],
     precision: torch.dtype,
     reporter: Reporter,
     stop: StopSignals,
 ) -> bool:
     """Train the rest of state.epoch; True if it ended, False if the time budget ran out first.
-    On SIGINT/SIGTERM save a mid-epoch checkpoint and raise."""
+    On SIGINT/SIGTERM save a mid-epoch checkpoint and raise.
+
+    Under torchrun the ranks agree every --log-every steps on the clock and on any stop signal, so all of them
+    stop at the same step; in one process that happens every step."""
     reporter.start_epoch(state.epoch, state.batches_done)
-    total_steps = config.epochs * batches_per_epoch(len(images), config.batch_size, config.max_batches)
+    world, main = distributed.world_size(), distributed.is_main()
+    total_steps = config.epochs * batches_per_epoch(len(data[0]), config.batch_size * world, config.max_batches)
     batches = epoch_batches(
-        images,
+        *data,
         batch_size=config.batch_size,
         seed=config.seed,
         epoch=state.epoch,
         start=state.batches_done,
         max_batches=config.max_batches,
+        rank=distributed.rank(),
+        world_size=world,
     )
+    channels_last = data[0].device.type == "cuda" and config.arch == "dcgan"
     clock = time.perf_counter()
+    unsynced = 0.0  # wall seconds (logging and samples included) not yet added to state.elapsed
     totals: dict[str, torch.Tensor] = {}  # the step statistics since the last read, summed on the device
     summed = 0
-    for real in batches:
+    for real, labels in batches:
+        if channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         set_learning_rates(state, config, total_steps)
-        stats = train_step(state, real, config.latent_dim, precision, config.loss, r1_weight(config, state.step))
-        state.elapsed += time.perf_counter() - clock  # wall time, including logging and samples
+        r1 = r1_weight(config, state.step)
+        stats = train_step(
+            state, real, config.latent_dim, precision, config.loss, r1, labels if config.conditional else None
+        )
+        unsynced += time.perf_counter() - clock
         clock = time.perf_counter()
         state.step += 1
         state.batches_done += 1
         totals = {name: value + totals.get(name, 0) for name, value in stats.items()}
         summed += 1
-        reporter.advance(len(real))
+        reporter.advance(len(real) * world)
         if state.step % config.log_every == 0:
-            reporter.log_step(state.step, read_stats(config, state, totals, summed), state.elapsed)
+            reporter.log_step(state.step, read_stats(config, state, totals, summed), state.elapsed + unsynced)
             totals, summed = {}, 0
-        if config.sample_interval and state.step % config.sample_interval == 0:
+        if main and config.sample_interval and state.step % config.sample_interval == 0:
             reporter.log_samples(f"step_{state.step:07d}", sample_grid(state), state.step)
+        if world > 1 and state.step % config.log_every:
+            continue
+        state.elapsed, stop.signal_number = distributed.agree(state.elapsed + unsynced, stop.signal_number, real.device)
+        unsynced = 0.0
         out_of_time = budget_spent(config, state)
         if out_of_time or stop.signal_number:  # about to save: never a diverged state
             read_stats(config, state, totals, summed)
@@ -293,8 +379,11 @@ def train_epoch(
             return False  # finish_epoch evaluates and saves this position; loop() then ends the run
         if stop.signal_number:
             path = checkpoints.checkpoint_path(Path(config.run_dir), state.epoch, state.batches_done)
-            formats.save(formats.CHECKPOINT, formats.checkpoint_fields(state, config), path)
+            if main:
+                formats.save(formats.CHECKPOINT, formats.checkpoint_fields(state, config), path)
+            distributed.barrier()  # no rank exits (and makes torchrun stop the rest) before the checkpoint is whole
             raise interrupted(config, state, stop.signal_number, path)
+    state.elapsed += unsynced
     read_stats(config, state, totals, summed)
     return True
 
@@ -333,8 +422,10 @@ def finish_epoch(
     clock = time.perf_counter()
     epoch = state.epoch
     last = budget_spent(config, state) or (complete and epoch + 1 == config.epochs)
-    reporter.log_samples(f"epoch_{epoch}" if complete else f"step_{state.step:07d}", sample_grid(state), state.step,
-                         epoch_grid=complete)  # fmt: skip
+    main = distributed.is_main()
+    if main:
+        reporter.log_samples(f"epoch_{epoch}" if complete else f"step_{state.step:07d}", sample_grid(state),
+                             state.step, epoch_grid=complete)  # fmt: skip
     metrics, eval_seconds = None, 0.0
     if meter is not None and (last or (complete and (epoch + 1) % config.eval_every == 0)):
         eval_started = time.perf_counter()
@@ -361,10 +452,11 @@ def finish_epoch(
     if improved:
         state.best_fid = fields["best_fid"] = metrics["fid"]
     path = checkpoints.checkpoint_path(Path(config.run_dir), epoch, None if complete else state.batches_done)
-    formats.save(formats.CHECKPOINT, fields, path)  # first: the resumable checkpoint matters most on a nearly full disk
-    if improved:
-        formats.save(formats.CHECKPOINT, fields, Path(config.run_dir) / runs.BEST_FILE)
-    checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
+    if main:
+        formats.save(formats.CHECKPOINT, fields, path)  # first: the resumable checkpoint matters most on a full disk
+        if improved:
+            formats.save(formats.CHECKPOINT, fields, Path(config.run_dir) / runs.BEST_FILE)
+        checkpoints.prune_checkpoints(config.run_dir, config.keep_last)
     reporter.end_epoch(epoch, state, metrics)
     return path
 
@@ -378,11 +470,9 @@ def interrupted(config: Config, state: TrainingState, signal_number: int, saved:
     )
 
 
-@torch.no_grad()
 def sample_grid(state: TrainingState) -> torch.Tensor:
-    """Images from the fixed noise, in [-1, 1], on the CPU."""
-    with eval_mode(state.sampler) as sampler:
-        return sampler(state.fixed_noise).float().cpu()
+    """Images from the fixed noise, in [-1, 1], on the CPU; a conditional generator draws its classes in turn."""
+    return draw(state.sampler, state.fixed_noise)
 
 
 def export_generator(config: Config, state: TrainingState, run_dir: Path) -> None:

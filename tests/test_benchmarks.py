@@ -34,4 +34,4 @@ def test_flop_count_and_peak(data_dir: Path) -> None:
     loop = MnistGanLoop(Config(arch="mlp", batch_size=8), str(data_dir))
     # MLP: forward G (~1.5M MACs/image) and D (~0.5M) several times per step: well over 10 MFLOP for 8 images.
     assert flops_per_step(loop) > 10e6
-    assert matmul_peak_gflops(torch.float32, size=256, repeats=2) > 0
+    assert matmul_peak_gflops(torch.float32, torch.device("cpu"), size=256, repeats=2) > 0

@@ -252,3 +252,10 @@ def test_resizing_the_dataset_works_in_chunks(data_dir: Path) -> None:
     }
     uint8_size = 60_000 * 64 * 64
     assert peak[64] - peak[28] < 2 * uint8_size, peak  # float32 at once would be 4x, plus the interpolation's copies
+
+
+def test_error_messages_with_brackets_are_printed_as_written(tmp_path: Path) -> None:
+    """A path (or a library's message) may hold [text like markup]: the error line shows it, not a crash."""
+    missing = tmp_path / "runs[/old]" / "model[1].pt"
+    result = run("generate", "--checkpoint", missing, "--out", tmp_path / "x.png")
+    assert_clean_failure(result, 1, "[/old]", "model[1].pt")

@@ -51,14 +51,27 @@ def batches_per_epoch(num_images: int, batch_size: int, max_batches: int = 0) ->
 
 
 def epoch_batches(
-    images: torch.Tensor, *, batch_size: int, seed: int, epoch: int, start: int = 0, max_batches: int = 0
-) -> Iterator[torch.Tensor]:
-    """Yield the epoch's shuffled batches in [-1, 1] from batch `start` on.
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    start: int = 0,
+    max_batches: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield the epoch's shuffled batches, (images in [-1, 1], their labels), from batch `start` on. Under
+    torchrun each step takes world_size x batch_size images of the order and rank r trains on the r-th
+    batch_size of them.
 
     The order depends only on (seed, epoch), so a resumed run sees exactly the batches an
     uninterrupted one would.
     """
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     order = order.to(images.device)
-    for index in range(start, batches_per_epoch(len(images), batch_size, max_batches)):
-        yield to_unit_range(images[order[index * batch_size : (index + 1) * batch_size]])
+    step_size = batch_size * world_size
+    for index in range(start, batches_per_epoch(len(images), step_size, max_batches)):
+        batch = order[index * step_size + rank * batch_size :][:batch_size]
+        yield to_unit_range(images[batch]), labels[batch]

@@ -31,7 +31,10 @@ def init_weights(module: nn.Module) -> None:
 
 def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
     """Return (generator, discriminator) for a run configuration."""
-    shape = dict(channels=config.channels, img_size=config.img_size)
+    if config.conditional and not config.num_classes:
+        raise ValueError("a conditional config needs num_classes (trainer.train counts them in the data)")
+    classes = config.num_classes if config.conditional else 0
+    shape = dict(channels=config.channels, img_size=config.img_size, num_classes=classes)
     if config.arch == "dcgan":
         generator = DCGANGenerator(latent_dim=config.latent_dim, width=config.width, **shape)
         discriminator = DCGANDiscriminator(width=config.width, minibatch_std=config.minibatch_std, **shape)

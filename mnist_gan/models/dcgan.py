@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import MinibatchStd
+from .layers import LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
 
 
 def stride_two_layers(img_size: int) -> int:
@@ -26,12 +26,16 @@ def supports_img_size(img_size: int) -> bool:
 class DCGANGenerator(nn.Module):
     """z -> 2^n w x s x s -> ... -> 2w x img/2 x img/2 -> C x img x img, with n stride-two layers, s = img / 2^n."""
 
-    def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, width: int = 32) -> None:
+    def __init__(
+        self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, width: int = 32, num_classes: int = 0
+    ) -> None:
         super().__init__()
+        self.num_classes = num_classes
+        self.embed = LabelEmbedding(num_classes, num_classes) if num_classes else None  # appended to z
         layers = stride_two_layers(img_size)
         self.start, self.start_channels = img_size // 2**layers, width * 2**layers
         self.project = nn.Sequential(  # z: B x latent_dim
-            nn.Linear(latent_dim, self.start_channels * self.start**2, bias=False),
+            nn.Linear(latent_dim + num_classes, self.start_channels * self.start**2, bias=False),
             nn.BatchNorm1d(self.start_channels * self.start**2),
             nn.ReLU(inplace=True),
         )
@@ -44,8 +48,10 @@ class DCGANGenerator(nn.Module):
             ]
         self.upsample = nn.Sequential(*blocks, nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Tanh())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.project(z).view(z.shape[0], self.start_channels, self.start, self.start)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.project(class_input(z, self.embed, labels)).view(
+            z.shape[0], self.start_channels, self.start, self.start
+        )
         return self.upsample(x)
 
 
@@ -53,7 +59,15 @@ class DCGANDiscriminator(nn.Module):
     """C x img x img -> w x img/2 x img/2 -> ... -> 2^(n-1) w x s x s -> 1 logit; no BatchNorm on the input layer,
     as in the paper."""
 
-    def __init__(self, *, channels: int = 1, img_size: int = 28, width: int = 32, minibatch_std: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int = 1,
+        img_size: int = 28,
+        width: int = 32,
+        minibatch_std: bool = False,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
         layers = stride_two_layers(img_size)
         blocks: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
@@ -70,6 +84,7 @@ class DCGANDiscriminator(nn.Module):
             nn.Flatten(),
             nn.Linear(features * (img_size // 2**layers) ** 2, 1),
         )
+        self.embed = projection_embedding(num_classes, features * (img_size // 2**layers) ** 2)  # conditional only
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).squeeze(1)  # (B,) logits
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return projected_logits(self.net, self.embed, images, labels)  # (B,) logits

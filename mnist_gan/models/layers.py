@@ -24,3 +24,42 @@ class MinibatchStd(nn.Module):
         spread = grouped.var(0, correction=0).add(1e-8).sqrt().flatten(1).mean(1)  # (batch // group,)
         spread = spread.repeat(group)  # image i is in group i % (batch // group)
         return torch.cat([features, spread.view(batch, *[1] * len(rest)).expand(batch, 1, *rest[1:])], 1)
+
+
+class LabelEmbedding(nn.Embedding):
+    """A learned vector per class, looked up by class index (B,); class weights (B, num_classes) mix the vectors,
+    which is how `interpolate` walks from one class to another."""
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels.to(self.weight.dtype) @ self.weight if labels.is_floating_point() else super().forward(labels)
+
+
+def class_input(z: torch.Tensor, embedding: LabelEmbedding | None, labels: torch.Tensor | None) -> torch.Tensor:
+    """The generator's input: z, with the class's embedding appended for a conditional model (Mirza & Osindero 2014)."""
+    if embedding is None:
+        return z
+    if labels is None:
+        raise ValueError("a conditional generator needs the labels to draw")
+    return torch.cat([z, embedding(labels).to(z.dtype)], 1)
+
+
+def projected_logits(net: nn.Sequential, embedding: LabelEmbedding | None, images: torch.Tensor,
+                     labels: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """D's logits; net ends in the Linear that gives the logit. A conditional D adds the projection discriminator's
+    class term <embed(y), features> (Miyato & Koyama 2018): it scores how well an image fits the class it claims,
+    not only whether it looks real."""
+    if embedding is None:
+        return net(images).squeeze(1)
+    if labels is None:
+        raise ValueError("a conditional discriminator needs the labels")
+    features = net[:-1](images)
+    return net[-1](features).squeeze(1) + (embedding(labels).to(features.dtype) * features).sum(1)
+
+
+def projection_embedding(num_classes: int, num_features: int) -> LabelEmbedding | None:
+    """D's class vectors, small at the start (as D's other weights) so the class term does not swamp the logit."""
+    if not num_classes:
+        return None
+    embedding = LabelEmbedding(num_classes, num_features)
+    nn.init.normal_(embedding.weight, 0.0, 0.02)
+    return embedding

@@ -5,15 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import MinibatchStd
+from .layers import LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
 
 
 class MLPGenerator(nn.Module):
-    """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, as the well-known reference implementations build it."""
+    """z (+ class embedding) -> 128 -> 256 -> 512 -> 1024 -> C*H*W, as the well-known reference implementations
+    build it."""
 
-    def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28) -> None:
+    def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, num_classes: int = 0) -> None:
         super().__init__()
         self.image_shape = (channels, img_size, img_size)
+        self.num_classes = num_classes
+        self.embed = LabelEmbedding(num_classes, num_classes) if num_classes else None
 
         def block(n_in: int, n_out: int, batch_norm: bool = True) -> list[nn.Module]:
             layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
@@ -23,7 +26,7 @@ class MLPGenerator(nn.Module):
             return layers
 
         self.net = nn.Sequential(
-            *block(latent_dim, 128, batch_norm=False),
+            *block(latent_dim + num_classes, 128, batch_norm=False),
             *block(128, 256),
             *block(256, 512),
             *block(512, 1024),
@@ -31,15 +34,19 @@ class MLPGenerator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.image_shape)  # (B, C, H, W) in [-1, 1]
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(class_input(z, self.embed, labels)).view(z.shape[0], *self.image_shape)  # (B, C, H, W), [-1, 1]
 
 
 class MLPDiscriminator(nn.Module):
-    """C*H*W -> 512 -> 256 (+1: minibatch spread) -> 1 logit (no Sigmoid: the loss works on logits)."""
+    """C*H*W -> 512 -> 256 (+1: minibatch spread) -> 1 logit (no Sigmoid: the loss works on logits), plus the class
+    projection for a conditional model."""
 
-    def __init__(self, *, channels: int = 1, img_size: int = 28, minibatch_std: bool = False) -> None:
+    def __init__(
+        self, *, channels: int = 1, img_size: int = 28, minibatch_std: bool = False, num_classes: int = 0
+    ) -> None:
         super().__init__()
+        self.embed = projection_embedding(num_classes, 256 + minibatch_std)
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels * img_size * img_size, 512),
@@ -50,5 +57,5 @@ class MLPDiscriminator(nn.Module):
             nn.Linear(256 + minibatch_std, 1),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).squeeze(1)  # (B,) logits
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return projected_logits(self.net, self.embed, images, labels)  # (B,) logits

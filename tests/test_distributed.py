@@ -1,0 +1,174 @@
+"""Data-parallel training under torchrun, on the CPU with gloo (#13). CUDA-only paths skip without a GPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from helpers import DATA_DIR, wait_for
+from mnist_gan import checkpoints, distributed, formats
+from mnist_gan.config import Config
+from mnist_gan.state import new_state
+from mnist_gan.trainer import prepare_models, r1_weight, train_step
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+SMALL_RUN = ["--arch", "mlp", "--batch-size", "32", "--eval-samples", "200", "--sample-interval", "10", "--seed", "2"]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MNIST_GAN_DATA_DIR": str(DATA_DIR)}
+
+
+def torchrun(run_dir: Path, *flags: str, **popen) -> subprocess.Popen:
+    command = [*TORCHRUN, "-m", "mnist_gan", "main", "--run-dir", str(run_dir), *SMALL_RUN, *flags]
+    return subprocess.Popen(
+        command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    return output
+
+
+@pytest.mark.slow
+def test_two_ranks_through_torchrun_leave_one_run_and_resume_it(tmp_path: Path) -> None:
+    """Rank 0 alone writes: one event file, one set of checkpoints, metrics and generator.pth. Each step takes
+    2 x 32 images, so an epoch of 20 steps reads 1,280; --resume continues on both ranks."""
+    run_dir = tmp_path / "ddp"
+    output = finish(torchrun(run_dir, "--epochs", "2", "--max-batches", "20"))
+    assert "finished" in output and "Traceback" not in output, output
+    assert output.count("epoch 2/2 done") == 1, output  # only rank 0 reports
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert [path.name for path in checkpoints.list_checkpoints(run_dir)] == ["epoch_000.pt", "epoch_001.pt"]
+    assert (run_dir / "generator.pth").is_file() and (run_dir / "best.pt").is_file()
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    payload = formats.load(checkpoints.latest_checkpoint(run_dir))
+    assert payload["step"] == 40 and payload["config"]["batch_size"] == 32
+
+    output = finish(torchrun(run_dir, "--resume", "--epochs", "3"))
+    assert "resuming" in output and "finished" in output, output
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["step"] == 60
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # one per session, rank 0's only
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# No cross-sample coupling: the MLP D has no BatchNorm, minibatch spread is off, and G's BatchNorm runs in eval
+# mode (a fixed affine map). Then the mean loss over 2B images is the mean of the two ranks' losses over B each,
+# and DDP's averaged gradients must give one process's update on the whole batch.
+EQUIVALENCE = dict(arch="mlp", minibatch_std=False, r1=1.0, r1_every=2, ema_decay=0.0, lr=1e-3)
+STEPS, BATCH = 3, 16
+
+
+def equivalence_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    rng = torch.Generator().manual_seed(0)
+    real = torch.rand(STEPS, 2 * BATCH, 1, 28, 28, generator=rng) * 2 - 1
+    noise = torch.randn(STEPS, 2 * BATCH, 100, generator=rng)
+    return real, noise
+
+
+def train_two_ranks(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    device = distributed.start(torch.device("cpu"))
+    config = Config(**EQUIVALENCE)
+    state = new_state(config, device)
+    state.generator.eval()
+    prepare_models(state, config, device)  # the trainer's own DDP wrapping
+    real, noise = equivalence_inputs()
+    shard = slice(rank * BATCH, (rank + 1) * BATCH)
+    for step in range(STEPS):
+        train_step(state, real[step, shard], 100, torch.float32, r1=r1_weight(config, step), noise=noise[step, shard])
+    if rank == 0:
+        torch.save({**state.generator.state_dict(), **state.discriminator.state_dict()}, out)
+    distributed.stop()
+
+
+def test_two_ranks_of_batch_b_update_like_one_process_of_batch_2b(tmp_path: Path) -> None:
+    """With no cross-sample coupling, 2 ranks x 16 images match 1 process x 32 images after 3 steps (R1 on one
+    of them) within 1e-5: a rank that skipped the all-reduce, or trained on the wrong shard, is off by far more."""
+    out = tmp_path / "ranks.pt"
+    mp.spawn(train_two_ranks, args=(free_port(), str(out)), nprocs=2, join=True)
+    config = Config(**EQUIVALENCE)
+    state = new_state(config, torch.device("cpu"))
+    state.generator.eval()
+    real, noise = equivalence_inputs()
+    for step in range(STEPS):
+        train_step(state, real[step], 100, torch.float32, r1=r1_weight(config, step), noise=noise[step])
+    single = {**state.generator.state_dict(), **state.discriminator.state_dict()}
+    ranks = torch.load(out)
+    moved = new_state(config, torch.device("cpu")).discriminator.state_dict()
+    assert any(not torch.equal(moved[key], single[key]) for key in moved)  # training did change D
+    for key, value in single.items():
+        torch.testing.assert_close(ranks[key], value, rtol=1e-5, atol=1e-5, msg=key)
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_ends_the_job_with_a_clear_error_and_a_loadable_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    process = torchrun(run_dir, "--epochs", "1000", "--max-batches", "10", start_new_session=True)
+    wait_for((run_dir / "checkpoints", "epoch_001.pt"), process)
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    ranks = {rank: int(pid) for pid in children if (rank := environment(int(pid)).get("RANK")) is not None}
+    assert sorted(ranks) == ["0", "1"], ranks
+    started = time.monotonic()
+    os.kill(ranks["1"], signal.SIGKILL)
+    output = finish(process, timeout=120)
+    assert process.returncode != 0
+    assert time.monotonic() - started < 60, "the surviving rank did not stop in time"
+    assert "another rank stopped" in output and "[rank0]: Traceback" not in output, output  # torchrun adds its own
+    newest = checkpoints.latest_checkpoint(run_dir)
+    assert formats.load(newest)["step"] > 0
+    assert not list(run_dir.rglob("*.tmp*"))
+
+
+def environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_job_saves_one_consistent_mid_epoch_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "stopped"
+    process = torchrun(run_dir, "--epochs", "1000", "--max-batches", "150", "--log-every", "5",
+                       start_new_session=True)  # fmt: skip
+    wait_for((run_dir / "checkpoints", "epoch_000.pt"), process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)  # to torchrun, which passes it to both ranks
+    output = finish(process, timeout=120)
+    middle = [path for path in checkpoints.list_checkpoints(run_dir) if "_batch_" in path.name]
+    assert len(middle) == 1, (output, checkpoints.list_checkpoints(run_dir))
+    saved = formats.load(middle[0])
+    assert saved["batches_done"] % 5 == 0  # both ranks stopped at the step they agreed on
+    assert "Resume with" in output, output
+    output = finish(torchrun(run_dir, "--resume", "--epochs", "2"))
+    assert "finished" in output, output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sync_batchnorm_and_the_gpu_path_run_on_cuda(tmp_path: Path) -> None:
+    config = Config(arch="dcgan", width=8, device="cuda", sync_batchnorm=True)
+    state = new_state(config, torch.device("cuda"))
+    prepare_models(state, config, torch.device("cuda"))  # one process: no wrappers, but the GPU settings
+    assert torch.backends.cudnn.benchmark
+    real = (torch.rand(8, 1, 28, 28, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
+    stats = train_step(state, real, 100, torch.float32)
+    assert all(torch.isfinite(value) for value in stats.values())
+
+
+def test_sync_batchnorm_on_the_cpu_is_a_clear_error() -> None:
+    from mnist_gan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs CUDA"):
+        distributed.sync_batchnorm(torch.nn.BatchNorm1d(4), torch.device("cpu"))
