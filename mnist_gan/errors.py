@@ -23,6 +23,17 @@ class DataError(MnistGanError):
     """The dataset is missing, unreadable or unusable (and could not be downloaded)."""
 
 
+def dataset_unavailable(
+    name: str, data_dir: object, folder: object, error: Exception, download: bool, present: bool, what_to_put: str
+) -> DataError:
+    """The one error for a torchvision dataset that did not load: damaged when its files are there, else missing,
+    with why (offline, or --no-download) and what to put where."""
+    if present:
+        return DataError(f"could not read {name} from {folder}: {type(error).__name__}: {error}")
+    reason = f"could not be downloaded: {str(error).rstrip('.')}" if download else "downloading is off (--no-download)"
+    return DataError(f"{name} is not in --data-dir {str(data_dir)!r} and {reason}.\n{what_to_put}")
+
+
 class CheckpointError(MnistGanError):
     """A checkpoint or generator file is missing, truncated, foreign or unsafe."""
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from ..errors import DataError
+from ..errors import DataError, dataset_unavailable
 from . import folder
 
 FOLDER = "celeba"
@@ -34,15 +34,10 @@ def load(data_dir: str | Path, train: bool, download: bool, img_size: int) -> tu
         dataset = PresentCelebA(str(data_dir), split="train" if train else "test", target_type=[],
                                 download=download and not present)  # fmt: skip
     except Exception as error:  # offline, no gdown, a damaged list file...
-        if present:
-            raise DataError(f"could not read celeba from {base}: {type(error).__name__}: {error}") from None
-        reason = (
-            f"could not be downloaded: {str(error).rstrip('.')}" if download else "downloading is off (--no-download)"
-        )
-        raise DataError(
-            f"celeba is not in --data-dir {str(data_dir)!r} and {reason}.\n"
+        what_to_put = (
             f"Put {IMAGES}/ (the aligned JPEGs, img_align_celeba.zip unpacked) and {', '.join(FILES)} in {base}."
-        ) from None
+        )
+        raise dataset_unavailable("celeba", data_dir, base, error, download, present, what_to_put) from None
     paths = [base / IMAGES / name for name in dataset.filename]
     missing = [path for path in paths if not path.is_file()]
     if missing:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
-from ..errors import DataError
+from ..errors import DataError, dataset_unavailable
 
 FOLDER = "cifar-10-batches-py"
 FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
@@ -32,15 +32,8 @@ def load(data_dir: str | Path, train: bool, download: bool) -> tuple[torch.Tenso
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor(dataset.targets, dtype=torch.int64)
     except Exception as error:  # offline: URLError, OSError...; damaged: pickle, KeyError, ValueError...
-        if present:
-            raise DataError(f"could not read cifar10 from {folder}: {type(error).__name__}: {error}") from None
-        reason = (
-            f"could not be downloaded: {str(error).rstrip('.')}" if download else "downloading is off (--no-download)"
-        )
-        raise DataError(
-            f"cifar10 is not in --data-dir {str(data_dir)!r} and {reason}.\n"
-            f"Put {', '.join(FILES)} (the python version, cifar-10-python.tar.gz unpacked) in {folder}."
-        ) from None
+        what_to_put = f"Put {', '.join(FILES)} (the python version, cifar-10-python.tar.gz unpacked) in {folder}."
+        raise dataset_unavailable("cifar10", data_dir, folder, error, download, present, what_to_put) from None
     if len(images) != len(labels) or tuple(images.shape[1:]) != (3, 32, 32):
         raise DataError(f"{folder} holds {tuple(images.shape)} images and {len(labels)} labels, not CIFAR-10's")
     return images, labels
