@@ -179,7 +179,8 @@ def main(
     ] = DEFAULTS.ema_decay,
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast), fp32 or bf16.")] = DEFAULTS.precision,
     compile: Annotated[
-        bool, typer.Option(help="torch.compile G and D: a slow start, then faster steps (GPUs, long runs).")
+        bool,
+        typer.Option(help="torch.compile G (and D when --r1 is 0): a slow start, then faster steps (GPUs, long runs)."),
     ] = DEFAULTS.compile,
     sync_batchnorm: Annotated[
         bool, typer.Option(help="Under torchrun on GPUs: BatchNorm statistics over every rank's batch.")

@@ -88,7 +88,7 @@ class Config:
     r1_every: int = 4  # apply R1 on one step in this many, r1_every times as strong (StyleGAN2's lazy R1)
     ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off
     precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
-    compile: bool = False  # torch.compile G and D (minutes of compiling first; pays off on GPUs and long runs)
+    compile: bool = False  # torch.compile G, and D when R1 is off (a slow start; pays off on GPUs and long runs)
     sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics over every rank's batch
     max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
     time_budget: float = 0.0  # minutes of training (summed over resumes) after which the run ends cleanly; 0: none

@@ -252,9 +252,10 @@ def prepare_models(state: TrainingState, config: Config, device: torch.device) -
     if device.type == "cuda" and config.arch == "dcgan":  # convolutions run fastest on NHWC on GPUs
         for model in (state.generator, state.discriminator):
             model.to(memory_format=torch.channels_last)
-    if config.compile:
+    if config.compile:  # in place: the checkpoints keep their keys
         state.generator.compile()
-        state.discriminator.compile()
+        if not config.r1:  # torch.compile cannot differentiate twice, as R1's gradient penalty does through D
+            state.discriminator.compile()
     if distributed.world_size() == 1:
         return
     if config.sync_batchnorm:
