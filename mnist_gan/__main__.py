@@ -135,7 +135,10 @@ def main(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = DEFAULTS.epochs,
     batch_size: Annotated[
-        int, typer.Option(help="Images per batch, per process under torchrun (64 for the colour datasets).")
+        int,
+        typer.Option(
+            help="Images per batch (64 for the colour datasets); per process under torchrun, where --lr is not scaled for you."
+        ),
     ] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
     b1: Annotated[float, typer.Option(help="Adam beta1.")] = DEFAULTS.b1,
