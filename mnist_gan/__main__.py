@@ -130,6 +130,19 @@ def was_given(ctx: typer.Context, name: str) -> bool:
     return ctx.get_parameter_source(name).name == "COMMANDLINE"
 
 
+InceptionFidOption = Annotated[
+    bool,
+    typer.Option(help="Also the standard FID on Inception-v3 features (needs torch-fidelity; slow on a CPU)."),
+]
+InceptionWeightsOption = Annotated[
+    str,
+    typer.Option(
+        envvar="MNIST_GAN_INCEPTION_WEIGHTS",
+        help="Inception weights for --inception-fid (pt_inception-2015-12-05-6726825d.pth); default: downloaded.",
+    ),
+]
+
+
 @app.command("main")
 def main(
     ctx: typer.Context,
@@ -220,6 +233,8 @@ def main(
     eval_samples: Annotated[
         int, typer.Option(help="Generated images per evaluation during training.")
     ] = DEFAULTS.eval_samples,
+    inception_fid: InceptionFidOption = DEFAULTS.inception_fid,
+    inception_weights: InceptionWeightsOption = DEFAULTS.inception_weights,
     keep_last: Annotated[
         int, typer.Option(help="Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")
     ] = DEFAULTS.keep_last,
@@ -244,7 +259,7 @@ def main(
         "b1": b1, "b2": b2, "ema_decay": ema_decay, "precision": precision, "compile": compile,
         "sync_batchnorm": sync_batchnorm, "max_batches": max_batches, "time_budget": time_budget,
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
-        "eval_samples": eval_samples, "keep_last": keep_last, "seed": seed, "device": device,
+        "eval_samples": eval_samples, "inception_fid": inception_fid, "inception_weights": inception_weights, "keep_last": keep_last, "seed": seed, "device": device,
     }  # fmt: skip
     with user_errors(), distributed_run():
         if resume:
@@ -467,6 +482,8 @@ def evaluate_command(
     ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
+    inception_fid: InceptionFidOption = False,
+    inception_weights: InceptionWeightsOption = "",
 ) -> None:
     """Score a run's best (else latest) checkpoint, a checkpoint, or images, beside the real-data reference."""
     from . import evaluation
@@ -483,6 +500,8 @@ def evaluate_command(
             num_images=num_images,
             seed=seed,
             device=device,
+            inception_fid=inception_fid,
+            inception_weights=inception_weights,
         )
         typer.echo(rich_text(evaluation.metrics_table(result)))
         if json_out:

@@ -99,6 +99,8 @@ class Config:
     sample_interval: int = 200  # steps between saved sample grids; 0 turns them off
     eval_every: int = 1  # epochs between quality evaluations; 0 turns them off
     eval_samples: int = 500  # generated images per evaluation: about 0.3 s, under 10% of a default epoch
+    inception_fid: bool = False  # also the standard FID on Inception-v3 features (needs torch-fidelity and weights)
+    inception_weights: str = ""  # the Inception weights file; "": torch's hub cache, downloaded when online
     keep_last: int = (
         3  # per-epoch checkpoints kept (30 MB each for the MLP); 0 keeps all. best.pt and generator.pth stay
     )

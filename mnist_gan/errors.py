@@ -42,6 +42,10 @@ class NoEvaluator(CheckpointError):
     """No evaluator exists for the dataset: training goes on without quality metrics."""
 
 
+class NoInception(MnistGanError):
+    """The Inception network for the standard FID cannot be had (no torch-fidelity, offline, bad weights)."""
+
+
 class OutputError(MnistGanError):
     """An output cannot be written: a bad path, a read-only folder, a full disk."""
 

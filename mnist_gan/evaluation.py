@@ -15,10 +15,19 @@ from . import checkpoints, formats, runs
 from .config import Config
 from .data import load_dataset
 from .devices import resolve_device
-from .errors import ConfigError, MnistGanError
+from .errors import ConfigError, MnistGanError, NoEvaluator
 from .evaluator import evaluator_path as default_evaluator_path
 from .evaluator import load_evaluator, save_evaluator, train_evaluator
-from .metrics import CONDITIONAL_METRICS, METRICS, QualityMeter, check_sample_count, fixed_subset
+from .metrics import (
+    CONDITIONAL_METRICS,
+    EXTRA_METRICS,
+    METRICS,
+    InceptionFid,
+    QualityMeter,
+    check_sample_count,
+    fixed_subset,
+    load_inception_fid,
+)
 from .sampling import class_cycle, classes_of, sample_images
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,15 @@ def quality_meter(
     evaluator, metadata = load_evaluator(dataset, evaluator_path or default_evaluator_path(dataset, data_dir), device)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
     return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
+
+
+def inception_meter(
+    dataset: str, data_dir: str | Path, weights: str = "", device: torch.device | str = "cpu", download: bool = True
+) -> InceptionFid:
+    """The standard FID against the dataset's test split (NoInception when Inception cannot be had)."""
+    load_inception_fid(weights)  # fails fast, before the test split is read
+    test_images, _ = load_dataset(dataset, data_dir, train=False, download=download)
+    return InceptionFid(test_images, weights, device)
 
 
 def load_images_file(path: Path) -> torch.Tensor:
@@ -110,8 +128,11 @@ def evaluate(
     num_images: int = 10_000,
     seed: int = 0,
     device: str = "auto",
+    inception_fid: bool = False,
+    inception_weights: str = "",
 ) -> dict[str, Any]:
-    """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference."""
+    """Score a checkpoint, a run's best (else latest) checkpoint, or an .npz of images; with the real-data reference.
+    inception_fid: also the standard FID (without an evaluator for the dataset, only that)."""
     torch_device = resolve_device(device)
     labels = None
     if images is not None:
@@ -126,20 +147,24 @@ def evaluate(
         labels = class_cycle(num_images, classes_of(generator))  # a conditional generator: every class in turn
         fake = sample_images(generator, num_images, config.latent_dim, seed=seed, labels=labels)
         dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
-    meter = quality_meter(dataset, data_dir, torch_device)
-    reference = meter.reference
-    if labels is not None:  # the class metrics of real training images, at the same count, as their reference
-        train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size)
-        real, real_labels = fixed_subset(train_images, num_images), fixed_subset(train_labels, num_images)
-        scored = meter.score(real, real_labels)
-        reference = {**reference, **{name: scored[name] for name in CONDITIONAL_METRICS}}
-    return {
-        "source": str(source),
-        "dataset": dataset,
-        "num_images": len(fake),
-        "metrics": meter.score(fake, labels),
-        "reference": reference,
-    }
+    metrics: dict[str, Any] = {}
+    reference: dict[str, Any] = {}
+    try:
+        meter = quality_meter(dataset, data_dir, torch_device)
+    except NoEvaluator:
+        if not inception_fid:
+            raise
+    else:
+        metrics, reference = meter.score(fake, labels), meter.reference
+        if labels is not None:  # the class metrics of real training images, at the same count, as their reference
+            train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size)
+            real, real_labels = fixed_subset(train_images, num_images), fixed_subset(train_labels, num_images)
+            scored = meter.score(real, real_labels)
+            reference = {**reference, **{name: scored[name] for name in CONDITIONAL_METRICS}}
+    if inception_fid:
+        metrics |= inception_meter(dataset, data_dir, inception_weights, torch_device).score(fake)
+    return {"source": str(source), "dataset": dataset, "num_images": len(fake), "metrics": metrics,
+            "reference": reference}  # fmt: skip
 
 
 def metrics_table(result: dict[str, Any]) -> Table:
@@ -148,7 +173,7 @@ def metrics_table(result: dict[str, Any]) -> Table:
     table.add_column("better", justify="center")
     table.add_column("generated", justify="right")
     table.add_column("real data (reference)", justify="right")
-    for name, higher in (METRICS | CONDITIONAL_METRICS).items():
+    for name, higher in (METRICS | CONDITIONAL_METRICS | EXTRA_METRICS).items():
         if name not in result["metrics"]:
             continue
         reference = result["reference"].get(name)

@@ -16,7 +16,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from .config import Config
 from .files import append_line, describe
-from .metrics import CONDITIONAL_METRICS, METRICS
+from .metrics import CONDITIONAL_METRICS, EXTRA_METRICS, METRICS
 from .plots import save_grid
 from .runs import GENERATOR_FILE, IMAGES_DIR, METRICS_FILE
 
@@ -126,7 +126,7 @@ class Reporter:
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         """Quality metrics to TensorBoard under metrics/ and as one JSON line in metrics.jsonl."""
-        for name in (*METRICS, *CONDITIONAL_METRICS):
+        for name in (*METRICS, *CONDITIONAL_METRICS, *EXTRA_METRICS):
             if name in record:
                 self.writer.add_scalar(f"metrics/{name}", record[name], record["step"])
         append_line(self.run_dir / METRICS_FILE, json.dumps(record))
@@ -137,13 +137,10 @@ class Reporter:
             self.progress = None
         self.writer.flush()
         quality = ""
-        if metrics is not None:
-            quality = (
-                f"; FID {metrics['fid']:.2f}, IS {metrics['inception_score']:.2f}, "
-                f"{metrics['classes_covered']} classes covered"
-            )
-            if "label_accuracy" in metrics:
-                quality += f", label accuracy {metrics['label_accuracy']:.1%}"
+        if metrics:
+            shown = {"fid": "FID {:.2f}", "inception_score": "IS {:.2f}", "classes_covered": "{} classes covered",
+                     "label_accuracy": "label accuracy {:.1%}", "inception_fid": "Inception FID {:.2f}"}  # fmt: skip
+            quality = "; " + ", ".join(text.format(metrics[name]) for name, text in shown.items() if name in metrics)
         if state.epoch > epoch:
             log.info(f"epoch {epoch + 1}/{self.config.epochs} done: step {state.step}, {state.elapsed:.0f} s{quality}")
         else:  # the time budget ended the run inside the epoch

@@ -24,13 +24,14 @@ from .errors import (
     ConfigError,
     DataError,
     NoEvaluator,
+    NoInception,
     OutputError,
     TrainingDiverged,
     TrainingInterrupted,
 )
-from .evaluation import quality_meter
+from .evaluation import inception_meter, quality_meter
 from .files import describe
-from .metrics import QualityMeter
+from .metrics import InceptionFid, QualityMeter
 from .reporting import Reporter, SilentReporter
 from .sampling import draw
 from .state import TrainingState, new_state
@@ -220,7 +221,7 @@ def fit(
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size * distributed.world_size(), config.max_batches)
     check_same_data(state, fingerprint(images, labels))
     main = distributed.is_main()  # rank 0 writes everything; under torchrun the others only train
-    meter = quality_meter_or_none(config, device) if main else None
+    meters = quality_meters(config, device) if main else []
     prepare_models(state, config, device)
     if main:
         runs.prepare_run_dir(run_dir, resuming)
@@ -232,7 +233,7 @@ def fit(
             run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None
         )
         try:
-            loop(config, state, (images.to(device), labels.to(device)), precision, reporter, meter)
+            loop(config, state, (images.to(device), labels.to(device)), precision, reporter, meters)
         except OSError as error:  # TensorBoard's writer reports a full disk late, from its own thread
             raise OutputError(
                 f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
@@ -268,15 +269,24 @@ def prepare_models(state: TrainingState, config: Config, device: torch.device) -
     torch.manual_seed(config.seed + 1_000_003 * (distributed.rank() + 1) + state.step)
 
 
-def quality_meter_or_none(config: Config, device: torch.device) -> QualityMeter | None:
-    """The meter for per-epoch metrics; None when they are off (--eval-every 0) or the dataset has no evaluator."""
+def quality_meters(config: Config, device: torch.device) -> list[QualityMeter | InceptionFid]:
+    """The meters of the per-epoch metrics: the evaluator's, and with --inception-fid the standard FID. Whichever
+    cannot be had (no evaluator for the dataset; no Inception weights offline) is left out with one warning;
+    none at all (or --eval-every 0) turns the metrics off."""
     if not config.eval_every:
-        return None
+        return []
+    meters: list[QualityMeter | InceptionFid] = []
     try:
-        return quality_meter(config.dataset, config.data_dir, device, download=config.download)
+        meters.append(quality_meter(config.dataset, config.data_dir, device, download=config.download))
     except NoEvaluator as error:
         log.warning(f"quality metrics are off: {error}")
-        return None
+    if config.inception_fid:
+        try:
+            meters.append(inception_meter(config.dataset, config.data_dir, config.inception_weights, device,
+                                          download=config.download))  # fmt: skip
+        except NoInception as error:
+            log.warning(f"Inception FID is off: {error}")
+    return meters
 
 
 def loop(
@@ -285,14 +295,14 @@ def loop(
     data: tuple[torch.Tensor, torch.Tensor],
     precision: torch.dtype,
     reporter: Reporter,
-    meter: QualityMeter | None,
+    meters: list[QualityMeter | InceptionFid],
 ) -> None:
     if budget_spent(config, state):
         log.warning(f"the time budget of {config.time_budget:g} min is already spent; pass a larger --time-budget or 0")
     with StopSignals() as stop:
         while state.epoch < config.epochs and not budget_spent(config, state):
             complete = train_epoch(config, state, data, precision, reporter, stop)
-            saved = finish_epoch(config, state, reporter, meter, stop, complete)
+            saved = finish_epoch(config, state, reporter, meters, stop, complete)
             # every rank leaves with the same clock, for the same reason (a no-op in one process)
             state.elapsed, stop.signal_number = distributed.agree(state.elapsed, stop.signal_number, data[0].device)
             if stop.signal_number:  # arrived during the samples, the evaluation or the checkpoint
@@ -410,7 +420,7 @@ def finish_epoch(
     config: Config,
     state: TrainingState,
     reporter: Reporter,
-    meter: QualityMeter | None,
+    meters: list[QualityMeter | InceptionFid],
     stop: StopSignals,
     complete: bool,
 ) -> Path:
@@ -428,13 +438,15 @@ def finish_epoch(
         reporter.log_samples(f"epoch_{epoch}" if complete else f"step_{state.step:07d}", sample_grid(state),
                              state.step, epoch_grid=complete)  # fmt: skip
     metrics, eval_seconds = None, 0.0
-    if meter is not None and (last or (complete and (epoch + 1) % config.eval_every == 0)):
+    if meters and (last or (complete and (epoch + 1) % config.eval_every == 0)):
         eval_started = time.perf_counter()
         try:
             with stop.evaluation():
-                metrics = meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
+                metrics = {}
+                for meter in meters:
+                    metrics |= meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
         except EvaluationStopped:
-            pass
+            metrics = None
         eval_seconds = time.perf_counter() - eval_started
     state.elapsed += time.perf_counter() - clock
     if complete:
@@ -449,9 +461,10 @@ def finish_epoch(
         }
         reporter.log_metrics(record)
     fields = formats.checkpoint_fields(state, config)
-    improved = metrics is not None and metrics["fid"] < state.best_fid
+    fid = None if metrics is None else metrics.get("fid", metrics.get("inception_fid"))  # best.pt: the lowest
+    improved = fid is not None and fid < state.best_fid
     if improved:
-        state.best_fid = fields["best_fid"] = metrics["fid"]
+        state.best_fid = fields["best_fid"] = fid
     path = checkpoints.checkpoint_path(Path(config.run_dir), epoch, None if complete else state.batches_done)
     if main:
         formats.save(formats.CHECKPOINT, fields, path)  # first: the resumable checkpoint matters most on a full disk

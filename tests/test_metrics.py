@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -124,3 +125,55 @@ def test_compare_two_runs(trained_run: Path, tmp_path: Path, data_dir: Path) -> 
     assert "dcgan" in table and "mlp" in table
     with Image.open(out) as figure:
         assert figure.size == (1600, 450)
+
+
+def untrained_inception_weights(folder: Path) -> Path:
+    """A weights file in the format torch-fidelity reads, holding a random initialisation: the real weights are a
+    download away, which no machine here has; the code path (load, resize to 299, embed, FID) is the same."""
+    feature_extractor = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+
+    class Untrained(feature_extractor.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, *args, **kwargs):  # keep the random initialisation
+            return None
+
+    torch.save({}, folder / "empty.pt")
+    network = Untrained("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(folder / "empty.pt"))
+    torch.save(network.state_dict(), folder / "inception.pth")
+    return folder / "inception.pth"
+
+
+@pytest.mark.slow
+def test_inception_fid_scores_a_run_without_an_evaluator(tmp_path: Path) -> None:
+    """--inception-fid on a folder without classes (no evaluator): each evaluation records the standard FID, best.pt
+    follows it, and evaluate --inception-fid prints it."""
+    pytest.importorskip("torch_fidelity")
+    weights = untrained_inception_weights(tmp_path)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    generator = np.random.default_rng(0)
+    for number in range(40):
+        Image.fromarray(generator.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(flat / f"{number}.png")
+    config = quick_config(tmp_path / "run", dataset="folder", data_dir=str(flat), img_size=16, batch_size=8,
+                          max_batches=2, epochs=1, eval_samples=100, inception_fid=True,
+                          inception_weights=str(weights))  # fmt: skip
+    run_dir = train(config)
+    record = json.loads((run_dir / "metrics.jsonl").read_text())
+    assert set(record) >= {"inception_fid", "eval_seconds"} and "fid" not in record
+    assert np.isfinite(record["inception_fid"]) and (run_dir / "best.pt").is_file()
+    result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(run_dir), "--num-images", "100",
+                                      "--inception-fid", "--inception-weights", str(weights)])  # fmt: skip
+    assert result.exit_code == 0 and "inception_fid" in result.output, result.output
+
+
+def test_inception_fid_without_its_weights_warns_and_training_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "nowhere.pth"
+    run_dir = train(quick_config(tmp_path / "run", epochs=1, max_batches=2, inception_fid=True,
+                                 inception_weights=str(missing)))  # fmt: skip
+    assert "Inception FID is off" in caplog.text and str(missing) in caplog.text
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "fid" in record and "inception_fid" not in record  # the evaluator's metrics are still there
+    result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(run_dir), "--num-images", "100",
+                                      "--inception-fid", "--inception-weights", str(missing)])  # fmt: skip
+    assert result.exit_code == 1 and "do not exist" in result.output and "Traceback" not in result.output
