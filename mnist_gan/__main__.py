@@ -132,14 +132,13 @@ def was_given(ctx: typer.Context, name: str) -> bool:
 
 InceptionFidOption = Annotated[
     bool,
-    typer.Option(help="Also the standard FID on Inception-v3 features (needs torch-fidelity; slow on a CPU)."),
+    typer.Option(
+        "--inception-fid", help="Also the standard FID on Inception-v3 features (needs torch-fidelity; slow on a CPU)."
+    ),
 ]
 InceptionWeightsOption = Annotated[
     str,
-    typer.Option(
-        envvar="MNIST_GAN_INCEPTION_WEIGHTS",
-        help="Inception weights for --inception-fid (pt_inception-2015-12-05-6726825d.pth); default: downloaded.",
-    ),
+    typer.Option(envvar="MNIST_GAN_INCEPTION_WEIGHTS", help="Weights file for --inception-fid; default: downloaded."),
 ]
 
 
