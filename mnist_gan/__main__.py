@@ -340,7 +340,7 @@ def generate(
         int,
         typer.Option(
             min=0,
-            max=1_000_000,
+            max=100_000,
             help="N images of each class (or of --labels), a row per class; replaces --num-images.",
         ),
     ] = 0,

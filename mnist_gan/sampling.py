@@ -209,6 +209,7 @@ def generate(
     sampler = Sampler.load(source, device)
     if per_class:
         classes = None if labels is None else torch.as_tensor(labels).flatten().tolist()
+        check_grid_size(per_class * (len(classes) if classes is not None else max(sampler.num_classes, 1)), out)
         images = sampler.per_class(per_class, seed, classes)
         return save_images(images, out, nrow=per_class)
     return save_images(sampler.sample(num_images, seed, labels, as_uint8=out.suffix.lower() == ".npz"), out)

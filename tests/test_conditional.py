@@ -178,3 +178,8 @@ def test_the_readme_python_example_runs(conditional_run: Path, tmp_path: Path, m
     exec(compile(code[1], "README.md", "exec"), {})
     with Image.open(tmp_path / "sevens.png") as picture:
         assert picture.size[0] > picture.size[1]
+
+
+def test_a_per_class_grid_too_large_for_a_png_is_refused_before_sampling(conditional_run: Path, tmp_path: Path) -> None:
+    result = run("generate", "--run-dir", conditional_run, "--per-class", "200", "--out", tmp_path / "big.png")
+    assert_clean_failure(result, 1, "at most 1,024 images", "asked for 2,000")
