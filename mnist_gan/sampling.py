@@ -59,8 +59,10 @@ def draw(
     chunks = []
     with eval_mode(generator):
         for start in range(0, len(z), batch_size):
-            chunk_labels = None if labels is None else labels[start : start + batch_size].to(device)
-            chunks.append(convert(generator(z[start : start + batch_size].to(device), chunk_labels)).cpu())
+            inputs = [z[start : start + batch_size].to(device)]
+            if labels is not None:  # an unconditional generator is called with z alone, as any nn.Module G takes it
+                inputs.append(labels[start : start + batch_size].to(device))
+            chunks.append(convert(generator(*inputs)).cpu())
     return torch.cat(chunks)
 
 

@@ -13,6 +13,7 @@ from common import ClassicLoop, MnistGanLoop, images_per_second, train_with_snap
 from throughput import flops_per_step, matmul_peak_gflops  # noqa: E402
 
 from mnist_gan.config import Config  # noqa: E402
+from mnist_gan.sampling import sample_images  # noqa: E402
 
 
 def test_both_loops_train_and_snapshot(data_dir: Path) -> None:
@@ -28,6 +29,7 @@ def test_both_loops_train_and_snapshot(data_dir: Path) -> None:
         assert seconds != [0.1, 0.3]  # not the budgets handed back
         assert snapshots[0][1] < snapshots[1][1]
         assert snapshots[-1][2](torch.randn(2, 100)).shape == (2, 1, 28, 28)
+        assert sample_images(snapshots[-1][2], 4, 100).shape == (4, 1, 28, 28)  # as time_to_quality scores it
 
 
 def test_flop_count_and_peak(data_dir: Path) -> None:
