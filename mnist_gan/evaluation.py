@@ -28,7 +28,7 @@ from .metrics import (
     fixed_subset,
     load_inception_fid,
 )
-from .sampling import class_cycle, classes_of, sample_images
+from .sampling import scoring_sample
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
@@ -144,8 +144,7 @@ def evaluate(
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
-        labels = class_cycle(num_images, classes_of(generator))  # a conditional generator: every class in turn
-        fake = sample_images(generator, num_images, config.latent_dim, seed=seed, labels=labels)
+        fake, labels = scoring_sample(generator, num_images, config.latent_dim, seed)
         dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
     metrics: dict[str, Any] = {}
     reference: dict[str, Any] = {}

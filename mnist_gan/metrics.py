@@ -19,7 +19,7 @@ from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import to_uint8
 from .errors import MnistGanError, NoInception
 from .evaluator import Evaluator
-from .sampling import class_cycle, classes_of, sample_images
+from .sampling import scoring_sample
 
 # Name, then whether higher is better: the order of every table.
 METRICS = {
@@ -37,6 +37,7 @@ METRICS = {
 CONDITIONAL_METRICS = {"label_accuracy": True, "class_fid": False}
 EXTRA_METRICS = {"inception_fid": False}  # with --inception-fid
 MAX_EVAL_SAMPLES = LIMITS["eval_samples"][1]
+EVAL_SEED = 12345  # the noise of every per-epoch evaluation: epochs are scored on the same z
 # torchmetrics gathers a metric's inputs from every process when torch.distributed is running; under torchrun
 # rank 0 alone evaluates, on the whole sample, so the metrics must not wait for the other ranks.
 LOCAL = False
@@ -223,11 +224,10 @@ class QualityMeter:
         return {name: results[name] for name in (*METRICS, *CONDITIONAL_METRICS, "class_fids") if name in results}
 
     def score_generator(
-        self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345
+        self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = EVAL_SEED
     ) -> dict[str, Any]:
         """Scores num_images samples; a conditional generator draws every class in equal share."""
-        labels = class_cycle(num_images, classes_of(generator))
-        return self.score(sample_images(generator, num_images, latent_dim, seed=seed, labels=labels), labels)
+        return self.score(*scoring_sample(generator, num_images, latent_dim, seed))
 
 
 def fixed_subset(images: torch.Tensor, num_images: int = 10_000) -> torch.Tensor:
@@ -252,13 +252,6 @@ class InceptionFid:
         for chunk in as_rgb_uint8(images).split(INCEPTION_CHUNK):
             self.metric.update(chunk.to(self.device), real=False)
         return {"inception_fid": self.metric.compute().item()}
-
-    def score_generator(
-        self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = 12345
-    ) -> dict[str, float]:
-        """The same samples as QualityMeter.score_generator draws."""
-        labels = class_cycle(num_images, classes_of(generator))
-        return self.score(sample_images(generator, num_images, latent_dim, seed=seed, labels=labels, as_uint8=True))
 
 
 INCEPTION_CHUNK = 100  # images through Inception at a time: 299 x 299 activations are large

@@ -79,6 +79,15 @@ def sample_images(
     return draw(generator, noise(num_images, latent_dim, seed), labels, as_uint8=as_uint8)
 
 
+def scoring_sample(
+    generator: nn.Module, num_images: int, latent_dim: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The images the metrics score, and the labels they were drawn for: a conditional generator draws every
+    class in equal share (None for an unconditional one)."""
+    labels = class_cycle(num_images, classes_of(generator))
+    return sample_images(generator, num_images, latent_dim, seed=seed, labels=labels), labels
+
+
 def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between two noise vectors (Shoemake 1985; White 2016 for GAN latents), one row per
     weight in [0, 1]. Gaussian noise lives near a sphere: the straight line between two points cuts inside it,

@@ -31,9 +31,9 @@ from .errors import (
 )
 from .evaluation import inception_meter, quality_meter
 from .files import describe
-from .metrics import InceptionFid, QualityMeter
+from .metrics import EVAL_SEED, InceptionFid, QualityMeter
 from .reporting import Reporter, SilentReporter
-from .sampling import draw
+from .sampling import draw, scoring_sample
 from .state import TrainingState, new_state
 
 log = logging.getLogger(__name__)
@@ -442,9 +442,10 @@ def finish_epoch(
         eval_started = time.perf_counter()
         try:
             with stop.evaluation():
+                images, labels = scoring_sample(state.sampler, config.eval_samples, config.latent_dim, EVAL_SEED)
                 metrics = {}
-                for meter in meters:
-                    metrics |= meter.score_generator(state.sampler, config.eval_samples, config.latent_dim)
+                for meter in meters:  # one sample for every meter
+                    metrics |= meter.score(images, labels)
         except EvaluationStopped:
             metrics = None
         eval_seconds = time.perf_counter() - eval_started
