@@ -46,11 +46,11 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
     """EMA with a warm-up (decay grows as (1 + n) / (10 + n)) so early samples are not dominated by the random init."""
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = float(num_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        # computed on the device: float(num_averaged) would make a GPU wait for the host every step
+        weight = 1.0 - ((1.0 + num_averaged) / (10.0 + num_averaged)).clamp(max=decay)
         for average, value in zip(averaged, current, strict=True):
             if average.is_floating_point():
-                average.lerp_(value, weight)
+                average.lerp_(value, weight.to(average.dtype))
             else:  # BatchNorm's num_batches_tracked
                 average.copy_(value)
 

@@ -9,7 +9,7 @@ from torch import nn
 from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
-from mnist_gan.state import TrainingState, new_state
+from mnist_gan.state import TrainingState, ema_update, new_state
 from mnist_gan.trainer import (
     discriminator_loss,
     generator_loss,
@@ -65,6 +65,15 @@ def test_ema_follows_the_generator_but_lags() -> None:
     assert not torch.equal(ema_weight, start)  # it follows...
     assert (ema_weight - start).norm() < (raw_weight - start).norm()  # ...but lags behind the generator
     assert int(state.ema.n_averaged) == 4
+
+
+def test_ema_warms_up_then_keeps_its_decay() -> None:
+    update = ema_update(0.99)
+    for updates_so_far, expected in ((0, 0.9), (2, 0.75), (1000, 0.01)):  # weight 1 - min(0.99, (1 + n) / (10 + n))
+        average, count = torch.zeros(3), torch.zeros(3, dtype=torch.long)
+        update([average, count], [torch.ones(3), torch.full((3,), 7)], torch.tensor(updates_so_far))
+        assert torch.allclose(average, torch.full((3,), expected))
+        assert count.tolist() == [7, 7, 7]  # integer buffers (BatchNorm's count) are copied
 
 
 def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
