@@ -166,6 +166,7 @@ def test_huge_png_grids_are_refused_and_npz_arrays_are_made_in_uint8(trained_run
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "x.npz") as archive:
         assert archive["images"].shape == (3000, 28, 28) and archive["images"].dtype == np.uint8
+    assert (tmp_path / "x.npz").stat().st_size < 3000 * 28 * 28 / 2  # compressed: digits are mostly black
 
 
 def test_generate_says_the_file_it_wrote(trained_run: Path, tmp_path: Path) -> None:
