@@ -21,15 +21,16 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from . import checkpoints, sampling
-from .config import ARCHITECTURES, DATASETS, DEVICES, Config
+from .config import ARCHITECTURES, DATASETS, DEVICES, RECIPES, Config
 from .errors import ConfigError, MnistGanError, OutputError, TrainingInterrupted
 from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES
 from .runs import newest_run
 
+# The defaults --help shows: the default dataset's (MNIST's) recipe, before the dataset's sizes are filled in.
 DEFAULTS = SimpleNamespace(
-    **{field.name: field.default for field in dataclasses.fields(Config)}
-)  # before dataset fill-ins
+    **{**{field.name: field.default for field in dataclasses.fields(Config)}, **RECIPES["mnist"]}
+)
 app = typer.Typer(
     help="Train GANs on MNIST and other image sets, watch them in TensorBoard, render and measure their samples.",
     no_args_is_help=True,
@@ -153,8 +154,8 @@ def main(
         ),
     ] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate, for G and D.")] = DEFAULTS.lr,
-    b1: Annotated[float, typer.Option(help="Adam beta1.")] = DEFAULTS.b1,
-    b2: Annotated[float, typer.Option(help="Adam beta2.")] = DEFAULTS.b2,
+    b1: Annotated[float, typer.Option(help="Adam beta1 (0.5 for the colour datasets).")] = DEFAULTS.b1,
+    b2: Annotated[float, typer.Option(help="Adam beta2 (0.999 for the colour datasets).")] = DEFAULTS.b2,
     latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = DEFAULTS.latent_dim,
     img_size: Annotated[int, typer.Option(help="Image side in pixels; 0: the dataset's (28).")] = DEFAULTS.img_size,
     channels: Annotated[int, typer.Option(help="Image channels; 0: the dataset's (1).")] = DEFAULTS.channels,
@@ -186,7 +187,8 @@ def main(
     conditional: Annotated[
         bool,
         typer.Option(
-            help="Class-conditional G and D (labelled data): `generate --label 7` then draws the class asked for."
+            help="Class-conditional G and D (labelled data; on for MNIST and Fashion-MNIST): `generate --label 7` "
+            "draws the class asked for."
         ),
     ] = DEFAULTS.conditional,
     ema_decay: Annotated[

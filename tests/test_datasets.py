@@ -265,9 +265,12 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
 
 
 def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
-    assert Config.for_dataset() == Config()  # MNIST: the defaults
-    assert Config.for_dataset(dataset="fashion-mnist").arch == "mlp"
+    for dataset in ("mnist", "fashion-mnist"):  # labelled digits and clothes: the defaults, conditional
+        assert Config.for_dataset(dataset=dataset) == Config(dataset=dataset, conditional=True)
+    assert Config.for_dataset() == Config.for_dataset(dataset="mnist")
     for dataset in ("cifar10", "celeba", "folder"):
         colour = Config.for_dataset(dataset=dataset)
-        assert (colour.arch, colour.batch_size, colour.channels) == ("dcgan", 64, 3)
+        assert (colour.arch, colour.batch_size, colour.channels, colour.b1) == ("dcgan", 64, 3, 0.5)
+        assert not colour.conditional
     assert Config.for_dataset(dataset="folder", arch="mlp", lr=1e-3).arch == "mlp"
+    assert not Config.for_dataset(conditional=False).conditional
