@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import platform
 import statistics
@@ -18,7 +19,7 @@ from mnist_gan.config import Config
 from mnist_gan.data import epoch_batches, load_dataset
 from mnist_gan.devices import cpu_has_fast_bf16, resolve_precision
 from mnist_gan.state import new_state
-from mnist_gan.trainer import r1_weight, train_step
+from mnist_gan.trainer import count_classes, r1_weight, train_step
 
 DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -110,12 +111,12 @@ class ClassicLoop:
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.loss = nn.BCELoss()
 
-    def batches(self) -> Iterator[torch.Tensor]:
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
-            for images, _ in self.loader:
-                yield images
+            yield from self.loader
 
-    def step(self, real: torch.Tensor) -> None:
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        real = batch[0]
         valid, fake_label = torch.ones(real.size(0), 1), torch.zeros(real.size(0), 1)
         self.optimizer_g.zero_grad()
         fake = self.generator(torch.randn(real.size(0), 100))
@@ -136,25 +137,27 @@ class MnistGanLoop:
     """mnist_gan's own training step and data path, driven batch by batch."""
 
     def __init__(self, config: Config, data_dir: str = DATA_DIR, device: str = "cpu") -> None:
-        self.config, self.device = config, torch.device(device)
+        self.device = torch.device(device)
         self.precision = resolve_precision(config.precision, self.device)
         images, labels = load_dataset(config.dataset, data_dir, img_size=config.img_size)
         self.images, self.labels = images.to(self.device), labels.to(self.device)  # on a GPU, as training keeps it
-        self.state = new_state(config, self.device)
+        self.config = dataclasses.replace(config, num_classes=count_classes(config, (images, labels)))
+        self.state = new_state(self.config, self.device)
 
-    def batches(self) -> Iterator[torch.Tensor]:
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = 0
         while True:
-            for real, _ in epoch_batches(
+            yield from epoch_batches(
                 self.images, self.labels, batch_size=self.config.batch_size, seed=self.config.seed, epoch=epoch
-            ):
-                yield real
+            )
             epoch += 1
 
-    def step(self, real: torch.Tensor) -> None:
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         """One step with the config's loss and (lazy) R1 (--lr-schedule is not applied: these loops have no set length)."""
+        real, labels = batch
         r1 = r1_weight(self.config, self.state.step)
-        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, r1)
+        labels = labels if self.config.conditional else None
+        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, r1, labels)
         self.state.step += 1
 
     def sampler(self) -> nn.Module:
@@ -169,9 +172,9 @@ def images_per_second(loop: ClassicLoop | MnistGanLoop, seconds: float, warmup_s
     synchronize()
     images, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        real = next(batches)
-        loop.step(real)
-        images += len(real)
+        batch = next(batches)
+        loop.step(batch)
+        images += len(batch[0])
     synchronize()  # a GPU runs behind the host: count only finished work
     return images / (time.perf_counter() - started)
 

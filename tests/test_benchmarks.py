@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from common import ClassicLoop, MnistGanLoop, images_per_second, train_with_snapshots  # noqa: E402
 from throughput import flops_per_step, matmul_peak_gflops  # noqa: E402
+from time_to_quality import train_with_budgets  # noqa: E402
 
 from mnist_gan.config import Config  # noqa: E402
 from mnist_gan.sampling import sample_images  # noqa: E402
@@ -37,3 +38,22 @@ def test_flop_count_and_peak(data_dir: Path) -> None:
     # MLP: forward G (~1.5M MACs/image) and D (~0.5M) several times per step: well over 10 MFLOP for 8 images.
     assert flops_per_step(loop) > 10e6
     assert matmul_peak_gflops(torch.float32, torch.device("cpu"), size=256, repeats=2) > 0
+
+
+def test_the_default_loop_trains_the_conditional_recipe_on_the_labels(data_dir: Path) -> None:
+    loop = MnistGanLoop(Config.for_dataset(batch_size=8), str(data_dir))  # what `main` trains on MNIST
+    assert loop.config.conditional and loop.config.num_classes == 10  # counted from the labels, as train does
+    class_vectors = loop.state.discriminator.embed.weight.detach().clone()
+    loop.step(next(loop.batches()))
+    assert not torch.equal(loop.state.discriminator.embed.weight, class_vectors)  # D learned from the labels
+    assert sample_images(loop.sampler(), 4, 100).shape == (4, 1, 28, 28)
+
+
+def test_mnist_gan_trains_one_budgeted_run_per_budget(data_dir: Path) -> None:
+    config = Config.for_dataset(data_dir=str(data_dir), batch_size=64, eval_every=0, sample_interval=0)
+    results: list[tuple[float, int, torch.nn.Module]] = []
+    train_with_budgets(config, [1.0, 2.0], lambda *result: results.append(result))
+    (short_seconds, short_steps, _), (long_seconds, long_steps, generator) = results
+    assert 1.0 <= short_seconds < 2.0 <= long_seconds  # each run stopped by its own budget, not by its epochs
+    assert 0 < short_steps < long_steps
+    assert sample_images(generator, 4, 100).shape == (4, 1, 28, 28)
