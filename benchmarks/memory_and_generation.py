@@ -3,7 +3,8 @@
     python benchmarks/memory_and_generation.py [--batches 300] [--repeats 3]
 
 Both run the real command in a subprocess: memory is the child's peak resident set size (start-up,
-dataset, evaluator and training together); generation time includes Python and torch start-up.
+dataset, evaluator and training together); generation time includes Python and torch start-up, and beside it, in
+turn, the time of `python -c "import torch"` alone: on these machines that part alone varies from 1.6 to 3 s.
 """
 
 from __future__ import annotations
@@ -50,31 +51,24 @@ def main() -> None:
         )
 
         out = Path(folder) / "samples.npz"
-        timings = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "mnist_gan",
-                    "generate",
-                    "--checkpoint",
-                    str(run_dir / "generator.pth"),
-                    "--num-images",
-                    "10000",
-                    "--out",
-                    str(out),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            timings.append(time.perf_counter() - started)
+        generate = [sys.executable, "-m", "mnist_gan", "generate", "--checkpoint", str(run_dir / "generator.pth"),
+                    "--num-images", "10000", "--out", str(out)]  # fmt: skip
+        import_torch = [sys.executable, "-c", "import torch"]
+        timings: dict[str, list[float]] = {"generate": [], "import torch": []}
+        for _ in range(args.repeats):  # alternating, so a drifting machine slows both alike
+            timings["generate"].append(seconds_to_run(generate))
+            timings["import torch"].append(seconds_to_run(import_torch))
         assert np.load(out)["images"].shape == (10_000, 28, 28)
-        print(
-            f"generate 10,000 images to .npz, start-up included: median {median(timings):.2f} s "
-            f"(runs: {', '.join(f'{t:.2f}' for t in timings)})"
-        )
+        for name, label in (("generate", "generate 10,000 images to .npz, start-up included"),
+                            ("import torch", "python -c 'import torch' alone, in turn with it")):  # fmt: skip
+            runs = ", ".join(f"{t:.2f}" for t in timings[name])
+            print(f"{label}: median {median(timings[name]):.2f} s (runs: {runs})")
+
+
+def seconds_to_run(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
