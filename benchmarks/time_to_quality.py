@@ -1,6 +1,6 @@
 """Time-to-quality: mnist_gan's defaults and the classic loop trained for the same wall-clock budgets, scored by the evaluator.
 
-    python benchmarks/time_to_quality.py                 # budgets 1, 2, 5, 10 minutes (about 40 minutes in all)
+    python benchmarks/time_to_quality.py                 # budgets 1, 2, 5, 10 minutes (about 30 minutes in all)
     python benchmarks/time_to_quality.py --budgets 0.5,1 --set arch=mlp --set batch_size=64
 
 mnist_gan trains one run per budget, as a user would with `main --time-budget MINUTES` (its learning rate decays to
