@@ -15,6 +15,7 @@ import typer
 from PIL import Image
 
 from helpers import assert_clean_failure, run
+from mnist_gan import formats
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config
 from mnist_gan.data.mnist import TORCHVISION_DATASETS
@@ -156,6 +157,9 @@ def test_python_dash_m_main_end_to_end(tmp_path: Path, data_dir: Path) -> None:
         env={**__import__("os").environ, "MNIST_GAN_DATA_DIR": str(data_dir)},
     )
     assert (run_dir / "checkpoints" / "epoch_001.pt").exists()
+    config = formats.load(run_dir / "checkpoints" / "epoch_001.pt")["config"]
+    assert config["conditional"] and config["num_classes"] == 10  # MNIST's recipe, from plain `main`
+    assert (config["b1"], config["b2"]) == (0.0, 0.99)
     subprocess.run([*command, "generate"], cwd=tmp_path, check=True, capture_output=True)
     with Image.open(tmp_path / "fake_images.png") as grid:
         assert grid.size == (3 * 30 + 2, 3 * 30 + 2)

@@ -142,6 +142,7 @@ def test_a_folder_run_trains_in_colour_and_its_outputs_are_rgb(
     payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     assert payload["config"]["channels"] == 3 and payload["config"]["img_size"] == 32
     assert payload["config"]["arch"] == "dcgan" and payload["config"]["batch_size"] == 16  # recipe, then the flag
+    assert payload["config"]["b1"] == 0.5 and not payload["config"]["conditional"]  # not MNIST's, though it has classes
 
     grid = Image.open(run_dir / "images" / "epoch_1.png")
     assert grid.mode == "RGB" and np.asarray(grid).std(axis=2).max() > 0  # not grey
