@@ -48,14 +48,14 @@ def train_with_budgets(
     config: Config, budgets: list[float], on_result: Callable[[float, int, torch.nn.Module], None]
 ) -> None:
     """One mnist_gan run per budget (seconds), each with --time-budget; hands its training seconds, steps and
-    exported generator to on_result."""
-    folder = Path(tempfile.mkdtemp(prefix="time_to_quality_"))
-    for seconds in budgets:
-        run_dir = folder / f"{seconds:g}s"
-        train(dataclasses.replace(config, time_budget=seconds / 60, run_dir=str(run_dir)), SilentReporter)
-        payload = formats.load(checkpoints.latest_checkpoint(run_dir))
-        generator, _, _ = checkpoints.load_generator(run_dir / "generator.pth")
-        on_result(payload["elapsed"], payload["step"], generator)
+    exported generator to on_result. The runs are deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="time_to_quality_") as folder:
+        for seconds in budgets:
+            run_dir = Path(folder) / f"{seconds:g}s"
+            train(dataclasses.replace(config, time_budget=seconds / 60, run_dir=str(run_dir)), SilentReporter)
+            payload = formats.load(checkpoints.latest_checkpoint(run_dir))
+            generator, _, _ = checkpoints.load_generator(run_dir / "generator.pth")
+            on_result(payload["elapsed"], payload["step"], generator)
 
 
 def main() -> None:
@@ -70,9 +70,6 @@ def main() -> None:
     print(f"machine: {machine()}")
     rows = []
     for name in args.loops.split(","):
-        config = Config.for_dataset(data_dir=DATA_DIR, eval_every=0, sample_interval=0, **parse_overrides(args.set))
-        if name == "mnist_gan":
-            print(f"mnist_gan config: {config}")
 
         def score(seconds: float, steps: int, generator: torch.nn.Module, name: str = name) -> None:
             metrics = meter.score_generator(generator, NUM_IMAGES, 100)
@@ -87,6 +84,10 @@ def main() -> None:
         if name == "classic":
             train_with_snapshots(ClassicLoop(), budgets, score)
         else:
+            config = Config.for_dataset(
+                data_dir=DATA_DIR, eval_every=0, sample_interval=0, **parse_overrides(args.set)
+            )  # what `main` trains, without per-epoch evaluation
+            print(f"mnist_gan config: {config}")
             train_with_budgets(config, budgets, score)
     for name in args.loops.split(","):
         reached = [
