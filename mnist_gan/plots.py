@@ -6,7 +6,6 @@ import math
 import os
 import re
 import sys
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,11 +125,10 @@ def save_images(images: torch.Tensor, path: Path, nrow: int | None = None) -> Pa
 
 
 def write_npz(path: Path, images: np.ndarray) -> None:
-    """np.savez_compressed's file (np.load reads it alike) at zlib level 1: 10,000 digits deflate in 0.08 s, not
-    0.20 s, for 10% more bytes (2.2 MB), a share of `generate`'s 3 seconds worth having."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with archive.open("images.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array(member, images)
+    """np.savez's file, `images` stored uncompressed, as evaluation suites such as ADM's keep their samples: 0.01 s for
+    10,000 images (7.8 MB), where deflating them (zlib level 1) took 0.08-0.19 s of generate's 3 seconds."""
+    with open(path, "wb") as file:  # a file object: np.savez would append .npz to a name ending in .NPZ
+        np.savez(file, images=images)
 
 
 def plot_comparison(summaries: list[dict], path: Path) -> Path:
