@@ -349,10 +349,11 @@ def generate(
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """Sample images from a run, a checkpoint or an exported generator.pth; a conditional run draws the classes asked for."""
+    """Sample images from a run (its best checkpoint, as `evaluate` scores it, else its latest), a checkpoint or an
+    exported generator.pth; a conditional run draws the classes asked for."""
     with user_errors():
         wanted = class_list(label, labels)
-        source = checkpoints.resolve_source(checkpoint, run_dir)
+        source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         path = sampling.generate(
             source, out, num_images=num_images, seed=seed, device=device, labels=wanted, per_class=per_class
         )
@@ -393,11 +394,13 @@ def interpolate_command(
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """Walk the latent space between seeds (spherical interpolation), or between classes of a conditional run."""
+    """Walk the latent space between seeds (spherical interpolation), or between classes of a conditional run.
+
+    A run is drawn from as `generate` draws from it: its best checkpoint, else its latest."""
     with user_errors():
         walk_seeds = int_list(seeds, "seeds")
         walk_classes = None if classes is None else int_list(classes, "classes")
-        source = checkpoints.resolve_source(checkpoint, run_dir)
+        source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         path = sampling.interpolate(
             source, out, walk_seeds, steps, label=label, classes=walk_classes, seed=seed, device=device
         )

@@ -52,7 +52,8 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
 
 
 def resolve_source(checkpoint: str | Path | None, run_dir: str | Path | None, prefer_best: bool = False) -> Path:
-    """The file to sample from: --checkpoint, else the run's best (if asked) or latest checkpoint."""
+    """The file to sample from: --checkpoint, else the run's best (if asked: what `evaluate` scores, and what
+    `generate` draws, since on some data the last epochs are worse) or latest checkpoint."""
     if checkpoint:
         return Path(checkpoint)
     run = Path(run_dir) if run_dir else runs.newest_run()

@@ -68,6 +68,34 @@ def test_generate_png_and_npz(trained_run: Path, tmp_path: Path) -> None:
     assert first.std() > 0
 
 
+def test_generate_and_interpolate_draw_from_the_checkpoint_evaluate_scores(trained_run: Path, tmp_path: Path) -> None:
+    """A run's best.pt (else its latest checkpoint): on Fashion-MNIST the last epochs scored worse than the best."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    first, latest = sorted((run_dir / "checkpoints").glob("epoch_*.pt"))
+    shutil.copy(first, run_dir / "best.pt")  # as when the first epoch scored best
+
+    def drawn(command: str, *source: Path | str) -> tuple[np.ndarray, str]:
+        out = tmp_path / ("drawn.npz" if command == "generate" else "drawn.png")
+        size = ["--num-images", 4] if command == "generate" else ["--steps", 3]
+        result = run(command, *source, *size, "--out", out)
+        assert result.exit_code == 0, result.output
+        said = "".join(result.output.split())  # Rich wraps long paths, even mid-name
+        if command == "generate":
+            return np.load(out)["images"], said
+        with Image.open(out) as strip:
+            return np.asarray(strip), said
+
+    for command in ("generate", "interpolate"):
+        from_run, said = drawn(command, "--run-dir", run_dir)
+        assert np.array_equal(from_run, drawn(command, "--checkpoint", run_dir / "best.pt")[0])
+        assert not np.array_equal(from_run, drawn(command, "--checkpoint", latest)[0])
+    assert f"from{run_dir / 'best.pt'}to" in drawn("generate", "--run-dir", run_dir)[1]
+    (run_dir / "best.pt").unlink()  # no best.pt (no evaluator, or --eval-every 0): the latest
+    from_run, said = drawn("generate", "--run-dir", run_dir)
+    assert f"from{latest}to" in said and np.array_equal(from_run, drawn("generate", "--checkpoint", latest)[0])
+
+
 def test_plot_checkpoint_renders_a_titled_grid(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "plot.png"
     result = run("plot-checkpoint", "--run-dir", trained_run, "--grid", 4, "--out", out, "--no-show")
