@@ -9,6 +9,7 @@ from torch import nn
 from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
+from mnist_gan.models.layers import MinibatchStd
 from mnist_gan.state import TrainingState, ema_update, new_state
 from mnist_gan.trainer import (
     discriminator_loss,
@@ -148,6 +149,15 @@ def test_two_time_scales_and_the_linear_schedule_set_each_optimizer() -> None:
     assert state.optimizer_g.param_groups[0]["lr"] == pytest.approx(2.5e-4)
     set_learning_rates(state, Config(lr=1e-3, lr_d=4e-3, lr_schedule="constant"), total_steps=100)  # the start values
     assert state.optimizer_g.param_groups[0]["lr"] == 1e-3
+
+
+def test_minibatch_std_appends_the_mean_standard_deviation_of_each_group() -> None:
+    features = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    out = MinibatchStd(group=4)(features)
+    # image i is in group i % 2; the spread is the std over the group's 4 images, averaged over features and pixels
+    expected = features.reshape(4, 2, 3, 2, 2).var(0, correction=0).add(1e-8).sqrt().flatten(1).mean(1).repeat(4)
+    assert out.shape == (8, 4, 2, 2) and torch.equal(out[:, :3], features)
+    assert torch.allclose(out[:, 3], expected.view(8, 1, 1).expand(8, 2, 2))
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
