@@ -1,6 +1,7 @@
 """Training throughput: the classic MNIST GAN loop against mnist_gan, side by side in one run.
 
     python benchmarks/throughput.py [--seconds 10] [--repeats 3] [--config r1=1.0 --config ...] [--device auto]
+    python benchmarks/throughput.py --profile 40     # then where the default step's time goes, operator by operator
 
 Rows: the classic loop (DataLoader + per-image transforms, Sigmoid + BCELoss, MLP, batch 64);
 mnist_gan at the classic's own settings (MLP, batch 64, fp32); mnist_gan's default configuration (what `main` trains on MNIST), with
@@ -54,12 +55,27 @@ def flops_per_step(loop: MnistGanLoop) -> int:
     return counter.get_total_flops()
 
 
+def profile_table(loop: MnistGanLoop, steps: int, rows: int = 15) -> str:
+    """Where a step's time goes: the operators with the most self time over `steps` steps (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batches = loop.batches()
+    loop.step(next(batches))  # warm-up
+    on_gpu = loop.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]) as profiler:
+        for _ in range(steps):
+            loop.step(next(batches))
+        synchronize()
+    return profiler.key_averages().table(sort_by=f"self_{'cuda' if on_gpu else 'cpu'}_time_total", row_limit=rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring window")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--config", action="append", default=[], help="an extra row: comma-separated Config overrides")
     parser.add_argument("--device", default="auto", help="where the mnist_gan rows run: auto (a GPU if any), cpu, cuda")
+    parser.add_argument("--profile", type=int, default=0, help="then profile this many steps of the default")
     args = parser.parse_args()
     device = resolve_device(args.device)
     tune_for(device)
@@ -102,6 +118,9 @@ def main() -> None:
         f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}"
         + (" (a lower bound: steps with the lazy R1 penalty cost more)" if default.config.r1 else "")
     )
+    if args.profile:
+        print(f"\nmnist_gan default, {args.profile} steps, operators by self time:")
+        print(profile_table(default, args.profile))
 
 
 if __name__ == "__main__":

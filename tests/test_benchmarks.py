@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from common import ClassicLoop, MnistGanLoop, images_per_second, train_with_snapshots  # noqa: E402
-from throughput import flops_per_step, matmul_peak_gflops  # noqa: E402
+from throughput import flops_per_step, matmul_peak_gflops, profile_table  # noqa: E402
 from time_to_quality import train_with_budgets  # noqa: E402
 
 from mnist_gan.config import Config  # noqa: E402
@@ -38,6 +38,8 @@ def test_flop_count_and_peak(data_dir: Path) -> None:
     # MLP: forward G (~1.5M MACs/image) and D (~0.5M) several times per step: well over 10 MFLOP for 8 images.
     assert flops_per_step(loop) > 10e6
     assert matmul_peak_gflops(torch.float32, torch.device("cpu"), size=256, repeats=2) > 0
+    table = profile_table(loop, steps=2, rows=5)
+    assert "aten::addmm" in table or "aten::mm" in table  # the MLP's layers, among the top five operators
 
 
 def test_the_default_loop_trains_the_conditional_recipe_on_the_labels(data_dir: Path) -> None:
