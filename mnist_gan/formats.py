@@ -7,6 +7,7 @@ built, and read back, here and nowhere else.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ def load(path: str | Path, kinds: tuple[str, ...] = (CHECKPOINT, GENERATOR)) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    if not zipfile.is_zipfile(path):  # torch.load's own message for such a file can be "list index out of range"
+        raise CheckpointError(
+            f"{path} is not a readable mnist_gan checkpoint: not a whole file written by torch.save (truncated, or "
+            "a file of another kind)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, garbage, or a pickle that asks for code

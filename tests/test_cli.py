@@ -147,8 +147,14 @@ def test_missing_and_corrupt_checkpoints(tmp_path: Path, trained_run: Path) -> N
         1,
         str(corrupt),
         "not a readable mnist_gan checkpoint",
+        "truncated",
     )
     assert not (tmp_path / "x.png").exists()
+    text = tmp_path / "notes.pt"  # a file of another kind: torch.load's own message said "list index out of range"
+    text.write_text("not a checkpoint\n")
+    result = run("generate", "--checkpoint", text, "--out", tmp_path / "x.png")
+    assert_clean_failure(result, 1, str(text), "not a whole file written by torch.save")
+    assert "list index out of range" not in result.output
 
 
 def test_existing_run_is_not_overwritten(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
