@@ -42,12 +42,14 @@ class TrainingState:
         return self.ema.module if self.ema is not None else self.generator
 
 
-def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """EMA with a warm-up (decay grows as (1 + n) / (10 + n)) so early samples are not dominated by the random init."""
+def ema_update(decay: float, span: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """EMA whose decay grows with the updates n as (1 + n) / (1 + 1/span + n), up to `decay`: the average reaches
+    back over about span * n updates, so neither the random init nor long-gone generators dominate it."""
+    ramp = 1.0 + 1.0 / span  # span 1/9: (1 + n) / (10 + n), TensorFlow's ExponentialMovingAverage warm-up
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         # computed on the device: float(num_averaged) would make a GPU wait for the host every step
-        weight = 1.0 - ((1.0 + num_averaged) / (10.0 + num_averaged)).clamp(max=decay)
+        weight = 1.0 - ((1.0 + num_averaged) / (ramp + num_averaged)).clamp(max=decay)
         for average, value in zip(averaged, current, strict=True):
             if average.is_floating_point():
                 average.lerp_(value, weight.to(average.dtype))
@@ -62,7 +64,7 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
     generator, discriminator = (model.to(device) for model in build_models(config))
     ema = None
     if config.ema_decay > 0:
-        ema = AveragedModel(generator, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
+        ema = AveragedModel(generator, multi_avg_fn=ema_update(config.ema_decay, config.ema_span), use_buffers=True)
     noise_rng = torch.Generator().manual_seed(config.seed)
     return TrainingState(
         generator=generator,

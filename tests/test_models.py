@@ -68,12 +68,16 @@ def test_ema_follows_the_generator_but_lags() -> None:
     assert int(state.ema.n_averaged) == 4
 
 
-def test_ema_warms_up_then_keeps_its_decay() -> None:
-    update = ema_update(0.99)
-    for updates_so_far, expected in ((0, 0.9), (2, 0.75), (1000, 0.01)):  # weight 1 - min(0.99, (1 + n) / (10 + n))
+@pytest.mark.parametrize(
+    "decay, span, expected",  # the new value's weight, 1 - min(decay, (1 + n) / (1 + 1/span + n)), after n = 0, 2, 1000
+    [(0.99, 1 / 9, (0.9, 0.75, 0.01)), (0.9999, 1 / 3, (0.75, 0.5, 3 / 1004))],
+)
+def test_ema_warms_up_reaches_back_over_its_span_then_keeps_its_decay(decay, span, expected) -> None:
+    update = ema_update(decay, span)
+    for updates_so_far, weight in zip((0, 2, 1000), expected, strict=True):
         average, count = torch.zeros(3), torch.zeros(3, dtype=torch.long)
         update([average, count], [torch.ones(3), torch.full((3,), 7)], torch.tensor(updates_so_far))
-        assert torch.allclose(average, torch.full((3,), expected))
+        assert torch.allclose(average, torch.full((3,), weight))
         assert count.tolist() == [7, 7, 7]  # integer buffers (BatchNorm's count) are copied
 
 
@@ -179,11 +183,12 @@ def test_minibatch_std_lets_the_discriminator_see_a_lack_of_variety(arch: str, b
 def test_minibatch_std_trains_and_old_checkpoints_keep_their_recipe() -> None:
     _, stats = fresh_step(minibatch_std=True)
     assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
-    recipe = {"minibatch_std": True, "r1": 1.0, "r1_every": 8, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3}
+    recipe = {"minibatch_std": True, "r1": 1.0, "r1_every": 8, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3,
+              "ema_span": 1 / 3}  # fmt: skip
     saved_before_these_settings = {k: v for k, v in Config(**recipe).to_dict().items() if k not in recipe}
     old = Config.from_dict(saved_before_these_settings)  # an old checkpoint is rebuilt as it was trained
-    assert (old.minibatch_std, old.r1, old.r1_every, old.loss, old.lr_schedule, old.lr_d) == (
-        False, 0.0, 1, "ns", "constant", 0.0
+    assert (old.minibatch_std, old.r1, old.r1_every, old.loss, old.lr_schedule, old.lr_d, old.ema_span) == (
+        False, 0.0, 1, "ns", "constant", 0.0, 1 / 9
     )  # fmt: skip
     assert Config.from_dict(Config(**recipe).to_dict()) == Config(**recipe)
 

@@ -216,6 +216,7 @@ NUMERIC_FLAGS = {
     "--channels": int,
     "--width": int,
     "--ema-decay": float,
+    "--ema-span": float,
     "--max-batches": int,
     "--sample-interval": int,
     "--log-every": int,
