@@ -95,24 +95,38 @@ def user_errors() -> Iterator[None]:
         yield
     except MnistGanError as error:
         stopping = isinstance(error, TrainingInterrupted)
-        label = "stopped" if stopping else "error"
-        if getattr(error, "field", None):
-            label += f": --{error.field.replace('_', '-')}"
-        console.print(
-            f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )  # unwrapped: commands in it can be pasted; escaped: a path or a library's message may hold [brackets]
+        show_error(error)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
-    except SystemExit:  # from terminate()
+    except SystemExit as signalled:  # from terminate()
         stopping = True
+        if error := error_in_flight(signalled):  # under torchrun: a dead peer's error, then torchrun's SIGTERM
+            show_error(error)
         raise
     finally:
         if stopping:
             ignore_stop_signals()
         elif previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def show_error(error: MnistGanError) -> None:
+    label = "stopped" if isinstance(error, TrainingInterrupted) else "error"
+    if getattr(error, "field", None):
+        label += f": --{error.field.replace('_', '-')}"
+    console.print(
+        f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+    )  # unwrapped: commands in it can be pasted; escaped: a path or a library's message may hold [brackets]
+
+
+def error_in_flight(signalled: SystemExit) -> MnistGanError | None:
+    """The error that was on its way out when a signal's SystemExit replaced it (Python keeps it as the context)."""
+    error = signalled.__context__
+    while error is not None and not isinstance(error, MnistGanError):
+        error = error.__context__
+    return error
 
 
 def ignore_stop_signals() -> None:
@@ -274,7 +288,7 @@ def main(
         "run_dir": run_dir, "log_every": log_every, "sample_interval": sample_interval, "eval_every": eval_every,
         "eval_samples": eval_samples, "inception_fid": inception_fid, "inception_weights": inception_weights, "keep_last": keep_last, "seed": seed, "device": device,
     }  # fmt: skip
-    with user_errors(), distributed_run():
+    with distributed_run(), user_errors():  # the error is shown before leaving the group, which a signal may cut
         if resume:
             run = Path(run_dir) if run_dir else newest_run()
             given = {name: value for name, value in options.items() if name != "run_dir" and was_given(ctx, name)}

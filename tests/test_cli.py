@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,10 @@ from PIL import Image
 
 from helpers import assert_clean_failure, run
 from mnist_gan import formats
-from mnist_gan.__main__ import app
+from mnist_gan.__main__ import app, user_errors
 from mnist_gan.config import Config
 from mnist_gan.data.mnist import TORCHVISION_DATASETS
+from mnist_gan.distributed import RankFailed
 
 
 def test_help_lists_every_command_and_each_command_lists_its_options() -> None:
@@ -155,6 +158,23 @@ def test_missing_and_corrupt_checkpoints(tmp_path: Path, trained_run: Path) -> N
     result = run("generate", "--checkpoint", text, "--out", tmp_path / "x.png")
     assert_clean_failure(result, 1, str(text), "not a whole file written by torch.save")
     assert "list index out of range" not in result.output
+
+
+def test_an_error_on_its_way_out_is_still_shown_when_a_signal_ends_the_process(capsys) -> None:
+    """Under torchrun a rank whose peer died leaves with RankFailed, and torchrun's SIGTERM can arrive while it does
+    (leaving the process group, say); the SystemExit the signal raises must not hide why the run stopped."""
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stopped, user_errors():
+            try:
+                raise RankFailed("rank 0: another rank stopped, so this one cannot go on")
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode, replacing the error
+    finally:
+        for number, handler in handlers.items():  # user_errors ignores further signals once stopped by one
+            signal.signal(number, handler)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "error: rank 0: another rank stopped" in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
