@@ -44,7 +44,7 @@ def load(path: str | Path, kinds: tuple[str, ...] = (CHECKPOINT, GENERATOR)) -> 
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, garbage, or a pickle that asks for code
+    except Exception as error:  # a damaged member of the archive, or a pickle that asks for code
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable mnist_gan checkpoint: {reason}") from None
     kind = payload.get("format") if isinstance(payload, dict) else None
