@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -113,12 +113,15 @@ def user_errors() -> Iterator[None]:
 
 
 def show_error(error: MnistGanError) -> None:
+    """The process's last words, which no signal may cut short: under torchrun the SIGTERM that follows a dead
+    peer lands while the survivor is saying why it stops (rich's first print can take milliseconds)."""
     label = "stopped" if isinstance(error, TrainingInterrupted) else "error"
     if getattr(error, "field", None):
         label += f": --{error.field.replace('_', '-')}"
-    console.print(
-        f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-    )  # unwrapped: commands in it can be pasted; escaped: a path or a library's message may hold [brackets]
+    with stop_signals_ignored():  # the process is leaving anyway, with this error's exit code
+        console.print(
+            f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )  # unwrapped: commands in it can be pasted; escaped: a path or a library's message may hold [brackets]
 
 
 def error_in_flight(signalled: SystemExit) -> MnistGanError | None:
@@ -129,10 +132,24 @@ def error_in_flight(signalled: SystemExit) -> MnistGanError | None:
     return error
 
 
-def ignore_stop_signals() -> None:
+def ignore_stop_signals() -> dict[int, Any]:
+    """Ignore SIGINT and SIGTERM from now on; returns the handlers they had (none outside the main thread)."""
+    previous = {}
     for number in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):
-            signal.signal(number, signal.SIG_IGN)
+            previous[number] = signal.signal(number, signal.SIG_IGN)
+    return previous
+
+
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    previous = ignore_stop_signals()
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(number, handler)
 
 
 def terminate(number: int, frame: object) -> None:

@@ -17,6 +17,7 @@ import typer
 from PIL import Image
 
 from helpers import assert_clean_failure, run
+from mnist_gan import __main__ as main_module
 from mnist_gan import formats
 from mnist_gan.__main__ import app, user_errors
 from mnist_gan.config import Config
@@ -175,6 +176,24 @@ def test_an_error_on_its_way_out_is_still_shown_when_a_signal_ends_the_process(c
             signal.signal(number, handler)
     assert stopped.value.code == 128 + signal.SIGTERM
     assert "error: rank 0: another rank stopped" in capsys.readouterr().err
+
+
+def test_a_signal_while_the_error_is_being_shown_does_not_cut_it_short(capsys, monkeypatch) -> None:
+    """torchrun's SIGTERM can also land while the message itself is printed (rich's first print imports its emoji
+    table: milliseconds); it is ignored then, and the error's own exit code stands."""
+    printed = main_module.console.print
+
+    def print_under_sigterm(*args, **kwargs) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        printed(*args, **kwargs)
+
+    monkeypatch.setattr(main_module.console, "print", print_under_sigterm)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(typer.Exit) as stopped, user_errors():
+        raise RankFailed("rank 0: another rank stopped, so this one cannot go on")
+    assert stopped.value.exit_code == RankFailed.exit_code
+    assert "error: rank 0: another rank stopped" in capsys.readouterr().err
+    assert {number: signal.getsignal(number) for number in handlers} == handlers  # put back for whoever called
 
 
 def test_existing_run_is_not_overwritten(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:
