@@ -6,7 +6,9 @@ DistributedDataParallel averages the gradients: the update equals one process's 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from inspect import signature
 from typing import Any
@@ -89,20 +91,25 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
 
-def collective(call: Any, *args: Any) -> Any:
-    """A collective call; a peer that died or timed out becomes one clear error."""
+@contextlib.contextmanager
+def peer_errors() -> Iterator[None]:
+    """A collective that fails (a peer died or timed out), ours or DDP's gradient all-reduce, becomes one clear
+    error. Without a process group a RuntimeError stays what it is."""
     try:
-        return call(*args)
+        yield
     except RuntimeError as error:  # DistBackendError is one
-        raise failed(error) from None
+        if not active():
+            raise
+        reason = " ".join(str(error).split())[:200]
+        raise RankFailed(
+            f"rank {rank()}: another rank stopped, so this one cannot go on ({reason}); "
+            "the run's newest complete checkpoint is intact: resume with --resume"
+        ) from None
 
 
-def failed(error: BaseException) -> RankFailed:
-    reason = " ".join(str(error).split())[:200]
-    return RankFailed(
-        f"rank {rank()}: another rank stopped, so this one cannot go on ({reason}); "
-        "the run's newest complete checkpoint is intact: resume with --resume"
-    )
+def collective(call: Any, *args: Any) -> Any:
+    with peer_errors():
+        return call(*args)
 
 
 def barrier() -> None:

@@ -238,10 +238,6 @@ def fit(
             raise OutputError(
                 f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
             ) from None
-        except RuntimeError as error:  # under torchrun: DDP's gradient all-reduce found a peer gone
-            if distributed.world_size() == 1:
-                raise
-            raise distributed.failed(error) from None
         finally:
             reporter.close()
     return run_dir
@@ -299,7 +295,8 @@ def loop(
 ) -> None:
     if budget_spent(config, state):
         log.warning(f"the time budget of {config.time_budget:g} min is already spent; pass a larger --time-budget or 0")
-    with StopSignals() as stop:
+    # A dead peer's error is made while a signal only sets a flag: torchrun's SIGTERM follows it closely.
+    with StopSignals() as stop, distributed.peer_errors():
         while state.epoch < config.epochs and not budget_spent(config, state):
             complete = train_epoch(config, state, data, precision, reporter, stop)
             saved = finish_epoch(config, state, reporter, meters, stop, complete)
