@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from . import checkpoints, sampling
-from .config import ARCHITECTURES, DATASETS, DEVICES, RECIPES, Config
+from .config import ARCHITECTURES, DATASETS, DEVICES, LIMITS, RECIPES, Config
 from .errors import ConfigError, MnistGanError, OutputError, TrainingInterrupted
 from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES
@@ -369,7 +369,7 @@ LabelOption = Annotated[
 def generate(
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
-    num_images: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many images.")] = 8,
+    num_images: Annotated[int, typer.Option(min=1, max=sampling.MAX_IMAGES, help="How many images.")] = 8,
     out: Annotated[
         Path,
         typer.Option(
@@ -397,10 +397,22 @@ def generate(
     with user_errors():
         wanted = class_list(label, labels)
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
-        path = sampling.generate(
-            source, out, num_images=num_images, seed=seed, device=device, labels=wanted, per_class=per_class
-        )
+        with flags_renamed({"classes": "labels", "labels": "label" if label is not None else "labels"}):
+            path = sampling.generate(
+                source, out, num_images=num_images, seed=seed, device=device, labels=wanted, per_class=per_class
+            )
         console.print(f"saved images from {source} to {path}")
+
+
+@contextlib.contextmanager
+def flags_renamed(names: dict[str, str]) -> Iterator[None]:
+    """The library names its arguments in errors; where a command feeds one from a flag of another name, the
+    error names the flag the user typed."""
+    try:
+        yield
+    except ConfigError as error:
+        error.field = names.get(error.field, error.field)
+        raise
 
 
 def class_list(label: Optional[int], labels: Optional[str]) -> Optional[list[int]]:
@@ -413,14 +425,21 @@ def class_list(label: Optional[int], labels: Optional[str]) -> Optional[list[int
 
 
 def int_list(text: str, flag: str) -> list[int]:
+    """0,3,7 as [0, 3, 7]: whole numbers from 0 to 2**31 - 1 (seeds and classes alike)."""
     try:
-        return [int(part) for part in text.split(",")]
+        values = [int(part) for part in text.split(",")]
     except ValueError:
         raise ConfigError(f"expected whole numbers separated by commas, like 0,3,7; got {text!r}", flag) from None
+    low, high = LIMITS["seed"]
+    outside = [value for value in values if not low <= value <= high]
+    if outside:
+        raise ConfigError(f"{outside[0]} is out of range: each value must be from {low} to {high:,}", flag)
+    return values
 
 
 @app.command("interpolate")
 def interpolate_command(
+    ctx: typer.Context,
     checkpoint: SourceOption = None,
     run_dir: RunDirOption = None,
     seeds: Annotated[str, typer.Option(help="Walk through the noise of these seeds in turn, e.g. 0,1,2.")] = "0,1",
@@ -443,6 +462,8 @@ def interpolate_command(
     with user_errors():
         walk_seeds = int_list(seeds, "seeds")
         walk_classes = None if classes is None else int_list(classes, "classes")
+        if walk_classes is not None and was_given(ctx, "seeds"):
+            raise ConfigError("--classes morphs one noise (--seed) through classes; it takes no --seeds", "seeds")
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         path = sampling.interpolate(
             source, out, walk_seeds, steps, label=label, classes=walk_classes, seed=seed, device=device
@@ -487,7 +508,7 @@ def train_evaluator_command(
     from .evaluator import evaluator_path
 
     with user_errors():
-        out = out or evaluator_path(dataset, data_dir)
+        out = check_output(out or evaluator_path(dataset, data_dir), (".pt",))  # before the work, not after
         result = evaluation.build_evaluator(dataset, data_dir, out, epochs=epochs)
         console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
         console.print(

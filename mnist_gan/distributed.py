@@ -94,17 +94,29 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
 @contextlib.contextmanager
 def peer_errors() -> Iterator[None]:
     """A collective that fails (a peer died or timed out), ours or DDP's gradient all-reduce, becomes one clear
-    error. Without a process group a RuntimeError stays what it is."""
+    error. This rank's own failures (out of memory, a bug) and everything without a process group stay what
+    they are."""
     try:
         yield
-    except RuntimeError as error:  # DistBackendError is one
-        if not active():
+    except RuntimeError as error:
+        if not (active() and from_a_peer(error)):
             raise
         reason = " ".join(str(error).split())[:200]
         raise RankFailed(
             f"rank {rank()}: another rank stopped, so this one cannot go on ({reason}); "
             "the run's newest complete checkpoint is intact: resume with --resume"
         ) from None
+
+
+def from_a_peer(error: RuntimeError) -> bool:
+    """Whether a failure came from the communication with the other ranks: torch's distributed errors (nccl's),
+    or gloo's, which are plain RuntimeErrors that name gloo's transport or a lost connection."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return False
+    return isinstance(error, dist.DistError) or any(mark in str(error) for mark in PEER_FAILURES)
+
+
+PEER_FAILURES = ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer", "Timed out")
 
 
 def collective(call: Any, *args: Any) -> Any:

@@ -16,8 +16,8 @@ from .config import Config
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError, NoEvaluator
+from .evaluator import check_fits, load_evaluator, save_evaluator, train_evaluator
 from .evaluator import evaluator_path as default_evaluator_path
-from .evaluator import load_evaluator, save_evaluator, train_evaluator
 from .metrics import (
     CONDITIONAL_METRICS,
     EXTRA_METRICS,
@@ -35,14 +35,26 @@ SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage"
 
 
 def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4) -> dict[str, Any]:
-    """Train the evaluator, measure the real-data reference with it, and save both in one file."""
+    """Train the evaluator, measure the real-data reference with it, and save both in one file, with the class
+    names it was made for (a folder's), so that it is refused once the folder's classes change."""
     evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False)
     train_images, _ = load_dataset(dataset, data_dir, train=True)
     real = fixed_subset(train_images)
     reference = QualityMeter(evaluator, test_images, test_labels).score(real)
-    save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference)
+    save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference,
+                   classes=class_names(dataset, data_dir))  # fmt: skip
     return {"test_accuracy": accuracy, "reference": reference, "num_images": len(real)}
+
+
+def class_names(dataset: str, data_dir: str | Path) -> list[str] | None:
+    """A folder's class names (its sub-folders); None for the datasets whose classes are fixed, and a folder
+    without classes."""
+    if dataset != "folder":
+        return None
+    from .data import folder
+
+    return folder.class_names(data_dir) or None
 
 
 def quality_meter(
@@ -53,8 +65,13 @@ def quality_meter(
     download: bool = True,
 ) -> QualityMeter:
     """The shipped (or a given) evaluator and the dataset's test split, ready to score generated images."""
-    evaluator, metadata = load_evaluator(dataset, evaluator_path or default_evaluator_path(dataset, data_dir), device)
+    path = evaluator_path or default_evaluator_path(dataset, data_dir)
+    evaluator, metadata = load_evaluator(dataset, path, device)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
+    names = class_names(dataset, data_dir)
+    data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
+            "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
+    check_fits(evaluator, metadata, path, data)
     return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
 
 
@@ -70,8 +87,8 @@ def inception_meter(
 def load_images_file(path: Path) -> torch.Tensor:
     """uint8 images from an .npz (`images`, as `generate` writes it, or its only array) or an .npy, as N x C x H x W.
 
-    N x H x W, N x H x W x C and N x C x H x W (C = 1 or 3) are accepted; colour becomes grey for the
-    grey evaluators.
+    N x H x W, N x H x W x C and N x C x H x W (C = 1 or 3) are accepted; evaluate() matches the channels to
+    the evaluator's.
     """
     path = Path(path)
     if not path.is_file():
@@ -112,10 +129,19 @@ def as_image_batch(images: torch.Tensor, path: Path) -> torch.Tensor:
             f"--images {path}: expected images N x H x W, N x H x W x C or N x C x H x W "
             f"(C = 1 or 3, at least 8 x 8 pixels), got {tuple(images.shape)}"
         )
-    if images.shape[1] == 3:  # ITU-R 601 luma, as PIL's convert("L")
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
     return images
+
+
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Images (uint8 or floats) with the evaluator's channel count: colour to grey as ITU-R 601 luma (PIL's
+    convert("L")), grey to colour by repeating the plane."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    grey = (images.float() * weights).sum(1, keepdim=True)
+    return grey.round().clamp(0, 255).to(torch.uint8) if images.dtype == torch.uint8 else grey
 
 
 def evaluate(
@@ -154,7 +180,8 @@ def evaluate(
         if not inception_fid:
             raise
     else:
-        metrics, reference = meter.score(fake, labels), meter.reference
+        metrics = meter.score(match_channels(fake, meter.evaluator.shape["channels"]), labels)
+        reference = meter.reference
         if labels is not None:  # the class metrics of real training images, at the same count, as their reference
             train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size)
             real, real_labels = fixed_subset(train_images, num_images), fixed_subset(train_labels, num_images)

@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import formats
+from .config import MIN_EVAL_SAMPLES
 from .data import load_dataset, to_unit_range
+from .data.cache import CACHE_DIR, cache_dir
 from .errors import CheckpointError, DataError, NoEvaluator
 
 log = logging.getLogger(__name__)
 FEATURES = 128
 SHIPPED = ("mnist", "fashion-mnist")  # datasets whose evaluator comes with the package
-CACHE_DIR = ".mnist_gan_cache"  # the others' evaluators live beside their data, as the decoded images do
 
 
 class Evaluator(nn.Module):
@@ -81,8 +82,30 @@ def packaged_weights(dataset: str) -> Path:
 
 
 def evaluator_path(dataset: str, data_dir: str | Path) -> Path:
-    """Where a dataset's evaluator is: in the package for MNIST and Fashion-MNIST, else beside the data."""
-    return packaged_weights(dataset) if dataset in SHIPPED else Path(data_dir) / CACHE_DIR / f"evaluator_{dataset}.pt"
+    """Where a dataset's evaluator is: in the package for MNIST and Fashion-MNIST, else in the data's cache (see
+    data/cache.py), or beside the data where an earlier one was made before the folder became read-only."""
+    if dataset in SHIPPED:
+        return packaged_weights(dataset)
+    name = f"evaluator_{dataset}.pt"
+    path, beside = cache_dir(data_dir) / name, Path(data_dir) / CACHE_DIR / name
+    return beside if not path.is_file() and beside.is_file() else path
+
+
+def check_fits(evaluator: Evaluator, metadata: dict[str, Any], path: Path, data: dict[str, Any]) -> None:
+    """Refuse an evaluator made for other data: other channels, another number of classes, or (a folder's)
+    other class names. data: the channels, classes and class names (or None) of the data to score."""
+    made_for = {"channels": evaluator.shape["channels"], "classes": evaluator.shape["num_classes"],
+                "names": metadata.get("classes")}  # fmt: skip
+    differs = [key for key in ("channels", "classes", "names") if None not in (made_for[key], data[key])
+               and made_for[key] != data[key]]  # fmt: skip
+    if differs:
+        described = lambda side: (f"{side['channels']} channel(s), {side['classes']} classes"  # noqa: E731
+                                  + (f" ({', '.join(side['names'])})" if side["names"] else ""))  # fmt: skip
+        raise NoEvaluator(
+            f"the evaluator {path} does not fit the data: it was made for {described(made_for)}, the data has "
+            f"{described(data)}; make a new one with `python -m mnist_gan train-evaluator --dataset "
+            f"{data['dataset']} --data-dir {data['data_dir']}`"
+        )
 
 
 def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
@@ -109,6 +132,9 @@ def load_evaluator(dataset: str, path: Path, device: torch.device | str = "cpu")
             and shape.get("channels", 1) in (1, 3) and shape.get("size", 28) in (28, 32)
             and type(shape.get("num_classes", 10)) is int and 2 <= shape.get("num_classes", 10) <= 1000):  # fmt: skip
         raise CheckpointError(f"{path} is not an evaluator file: its shape {shape!r} is not one mnist_gan builds")
+    classes = payload.get("classes")
+    if not (classes is None or isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
+        raise CheckpointError(f"{path} is not an evaluator file: its classes {classes!r} are not a list of names")
     evaluator = formats.load_weights(Evaluator(**shape), payload["state_dict"], path, "the evaluator")
     metadata = {key: value for key, value in payload.items() if key != "state_dict"}
     return evaluator.to(device).eval(), metadata
@@ -131,8 +157,14 @@ def train_evaluator(
             f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "
             f"(for a folder: one sub-folder per class)"
         )
+    if len(images) < MIN_EVAL_SAMPLES:  # its real-data reference is measured on training images
+        raise DataError(
+            f"{dataset} in {data_dir} has {len(images)} training images; the evaluator needs at least "
+            f"{MIN_EVAL_SAMPLES} (the metrics mean nothing on fewer)"
+        )
     evaluator = Evaluator(**evaluator_shape(images, labels))
     optimizer = torch.optim.AdamW(evaluator.parameters(), lr=2e-3, weight_decay=1e-4)
+    batch_size = min(batch_size, len(images))  # a small folder: one batch of all its images
     steps = epochs * (len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     started = time.perf_counter()

@@ -110,6 +110,7 @@ def checkpoint_fields(state: TrainingState, config: Config) -> dict[str, Any]:
         "best_fid": state.best_fid,
         "elapsed": state.elapsed,
         "data": state.data,
+        "world_size": state.world_size,
         "generator": state.generator.state_dict(),
         "discriminator": state.discriminator.state_dict(),
         "generator_ema": state.ema.module.state_dict() if state.ema is not None else None,
@@ -140,6 +141,8 @@ def restore_checkpoint(payload: dict[str, Any], config: Config, device: torch.de
     state.fixed_noise = payload["fixed_noise"].to(device)
     state.epoch, state.batches_done, state.step = payload["epoch"], payload["batches_done"], payload["step"]
     state.best_fid, state.elapsed, state.data = payload["best_fid"], payload["elapsed"], payload.get("data", "")
+    world_size = payload.get("world_size", 0)
+    state.world_size = world_size if type(world_size) is int and world_size > 0 else 0
     torch.set_rng_state(payload["rng_cpu"])
     if device.type == "cuda" and payload["rng_cuda"]:
         torch.cuda.set_rng_state_all(payload["rng_cuda"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,18 +268,41 @@ def load_inception_fid(weights: str = "") -> FrechetInceptionDistance:
     if weights and not Path(weights).is_file():
         raise NoInception(f"the Inception weights {weights} do not exist; {how}")
     try:
-        return FrechetInceptionDistance(
-            feature=2048,
-            reset_real_features=False,
-            feature_extractor_weights_path=weights or None,
-            sync_on_compute=LOCAL,
-        )
+        with tensors_only_copy(weights, how) as path:
+            return FrechetInceptionDistance(
+                feature=2048,
+                reset_real_features=False,
+                feature_extractor_weights_path=path,
+                sync_on_compute=LOCAL,
+            )
+    except NoInception:
+        raise
     except ModuleNotFoundError:
         raise NoInception(f"Inception FID needs the torch-fidelity package; {how}") from None
     except Exception as error:  # offline (URLError, OSError), a damaged or foreign weights file...
         raise NoInception(
             f"the Inception weights could not be loaded ({type(error).__name__}: {error}); {how}"
         ) from None
+
+
+@contextlib.contextmanager
+def tensors_only_copy(weights: str, how: str) -> Iterator[str | None]:
+    """The weights file read as tensors only (weights_only: a crafted file cannot run code) and saved again to a
+    private temporary file, which is what torch-fidelity gets: it loads its file with weights_only=False."""
+    if not weights:
+        yield None
+        return
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle that asks for code, a damaged file...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise NoInception(f"{weights} is not a file of Inception weights (tensors only): {reason}; {how}") from None
+    if not (isinstance(state, dict) and all(isinstance(value, torch.Tensor) for value in state.values())):
+        raise NoInception(f"{weights} is not a file of Inception weights: it holds a {type(state).__name__}; {how}")
+    with tempfile.TemporaryDirectory(prefix="mnist_gan_inception_") as folder:
+        copy = Path(folder) / "inception.pth"
+        torch.save(state, copy)
+        yield str(copy)
 
 
 def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from . import checkpoints
-from .config import Config
+from .config import LIMITS, Config
 from .data import to_uint8
 from .devices import resolve_device
 from .errors import ConfigError
@@ -25,6 +26,30 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Labels = int | Sequence[int] | torch.Tensor | None  # what Sampler takes as labels
+MAX_IMAGES = 1_000_000  # images one call draws at most (28 x 28 floats: 3 GB; colour 64 x 64: 49 GB)
+MAX_WALK_STEPS = 256
+
+
+def check_whole(value: object, name: str, low: int, high: int) -> None:
+    """A whole number (not a bool, not a float) from low to high, checked before anything is allocated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}", name)
+
+
+def class_indices(labels: object, name: str) -> torch.Tensor:
+    """An int, or a flat sequence (list, tuple, range, 1-D integer tensor or array) of ints, as a 1-D tensor."""
+    if isinstance(labels, torch.Tensor):
+        values = labels.tolist() if labels.dim() <= 1 and not labels.is_floating_point() else None
+    elif isinstance(labels, (numbers.Integral, Sequence)) and not isinstance(labels, (str, bytes)):
+        values = [labels] if isinstance(labels, numbers.Integral) else list(labels)
+    else:
+        values = list(labels) if hasattr(labels, "__array__") and getattr(labels, "ndim", 0) == 1 else None
+    values = [values] if isinstance(values, int) else values
+    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise ConfigError(
+            f"{name}: expected a class index or a flat sequence of class indices, got {labels!r:.80}", name
+        )
+    return torch.tensor([int(v) for v in values], dtype=torch.long)
 
 
 def noise(num_images: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -138,30 +163,49 @@ class Sampler:
         """Classes the generator draws on request; 0 for an unconditional generator."""
         return classes_of(self.generator)
 
-    def labels(self, num_images: int, labels: Labels = None) -> torch.Tensor | None:
-        """One class per image: an int for all, a sequence repeated in turn, or None (every class in turn)."""
+    def labels(self, num_images: int, labels: Labels = None, name: str = "labels") -> torch.Tensor | None:
+        """One class per image: an int for all, a sequence of ints repeated in turn, None (every class in turn), or
+        a float tensor (num_images, K) of class weights. Anything else is refused, never coerced; `name` is the
+        argument the errors name."""
         if labels is None:
             return class_cycle(num_images, self.num_classes)
+        if isinstance(labels, torch.Tensor) and labels.is_floating_point() and self.num_classes:
+            return self.class_weights(num_images, labels, name)
+        wanted = self.chosen_classes(labels, name)
+        return wanted.repeat(math.ceil(num_images / wanted.numel()))[:num_images]
+
+    def chosen_classes(self, classes: Labels, name: str) -> torch.Tensor:
+        """The classes asked for, as given (a 1-D tensor), each checked to be one the generator draws."""
         if not self.num_classes:
             raise ConfigError(
                 "this generator is unconditional: it cannot draw a chosen class (train one with `main --conditional`)",
-                "label",
+                name,
             )
-        wanted = torch.as_tensor(labels, dtype=torch.long).flatten()
-        if wanted.numel() == 0:
-            raise ConfigError("no label given", "label")
+        wanted = class_indices(classes, name)
         outside = wanted[(wanted < 0) | (wanted >= self.num_classes)]
         if outside.numel():
             raise ConfigError(
                 f"label {int(outside[0])} is out of range: this generator draws classes 0 to {self.num_classes - 1}",
-                "label",
+                name,
             )
-        return wanted.repeat(math.ceil(num_images / wanted.numel()))[:num_images]
+        return wanted
+
+    def class_weights(self, num_images: int, weights: torch.Tensor, name: str) -> torch.Tensor:
+        expected = (num_images, self.num_classes)
+        if tuple(weights.shape) != expected or not (torch.isfinite(weights).all() and (weights >= 0).all()):
+            raise ConfigError(
+                f"class weights must be a tensor of shape {expected} of finite values >= 0, got shape "
+                f"{tuple(weights.shape)}",
+                name,
+            )
+        return weights.float()
 
     def sample(self, num_images: int, seed: int = 0, labels: Labels = None, as_uint8: bool = False) -> torch.Tensor:
         """num_images images (N, C, H, W) on the CPU: floats in [-1, 1], or uint8 0..255."""
-        z = noise(num_images, self.config.latent_dim, seed)
-        return draw(self.generator, z, self.labels(num_images, labels), as_uint8=as_uint8)
+        check_whole(num_images, "num_images", 1, MAX_IMAGES)
+        check_whole(seed, "seed", *LIMITS["seed"])
+        wanted = self.labels(num_images, labels)
+        return draw(self.generator, noise(num_images, self.config.latent_dim, seed), wanted, as_uint8=as_uint8)
 
     def pil_images(self, num_images: int, seed: int = 0, labels: Labels = None) -> list[Image.Image]:
         """The same images as sample(), as PIL images (mode L or RGB)."""
@@ -173,29 +217,37 @@ class Sampler:
     def per_class(self, per_class: int, seed: int = 0, classes: Sequence[int] | None = None) -> torch.Tensor:
         """per_class images of each class, class by class (a grid with per_class columns has one row per class); row
         r uses the same noise as every other row, so the columns show one style drawn as each class."""
-        classes = list(range(self.num_classes)) if classes is None else list(classes)
-        wanted = self.labels(len(classes), classes)
+        if not self.num_classes:
+            raise ConfigError("this generator is unconditional: it has no classes to draw a row of", "per_class")
+        wanted = torch.arange(self.num_classes) if classes is None else self.chosen_classes(classes, "classes")
+        check_whole(per_class, "per_class", 1, MAX_IMAGES // len(wanted))
+        check_whole(seed, "seed", *LIMITS["seed"])
         z = noise(per_class, self.config.latent_dim, seed).repeat(len(wanted), 1)
         return draw(self.generator, z, wanted.repeat_interleave(per_class))
 
     def interpolate(self, seeds: Sequence[int], steps: int = 8, label: int | None = None) -> torch.Tensor:
         """A latent walk through the noise of each seed in turn, steps images from one seed to the next (the
         shared ends once): its first and last images are sample(1, seed) of the first and last seed."""
-        if len(seeds) < 2 or steps < 2:
-            raise ConfigError("a walk needs at least 2 seeds and 2 steps", "seeds")
+        if len(seeds) < 2:
+            raise ConfigError("a walk needs at least 2 seeds", "seeds")
+        for seed in seeds:
+            check_whole(seed, "seeds", *LIMITS["seed"])
+        check_whole(steps, "steps", 2, MAX_WALK_STEPS)
         ends = torch.cat([noise(1, self.config.latent_dim, seed) for seed in seeds])
         z = joined_walks([slerp(a, b, walk_weights(steps)) for a, b in pairwise(ends)])
         labels = None
         if label is not None or self.num_classes:  # a conditional walk keeps one class: 0 unless asked
-            labels = self.labels(len(z), 0 if label is None else label)
+            labels = self.labels(len(z), 0 if label is None else label, "label")
         return draw(self.generator, z, labels)
 
     def class_walk(self, classes: Sequence[int], steps: int = 8, seed: int = 0) -> torch.Tensor:
         """One noise vector drawn as a morph from each class to the next (class weights mixed linearly): its
         first and last images are sample(1, seed, label) of the first and last class."""
-        if len(classes) < 2 or steps < 2:
-            raise ConfigError("a class walk needs at least 2 classes and 2 steps", "classes")
-        wanted = self.labels(len(classes), classes)
+        wanted = self.chosen_classes(classes, "classes")
+        if len(wanted) < 2:
+            raise ConfigError("a class walk needs at least 2 classes", "classes")
+        check_whole(steps, "steps", 2, MAX_WALK_STEPS)
+        check_whole(seed, "seed", *LIMITS["seed"])
         one_hot = torch.nn.functional.one_hot(wanted, self.num_classes).float()
         weights = walk_weights(steps).view(-1, 1)
         mixes = joined_walks([torch.lerp(a, b, weights) for a, b in pairwise(one_hot)])
@@ -219,9 +271,9 @@ def generate(
         check_grid_size(num_images, out)
     sampler = Sampler.load(source, device)
     if per_class:
-        classes = None if labels is None else torch.as_tensor(labels).flatten().tolist()
-        check_grid_size(per_class * (len(classes) if classes is not None else max(sampler.num_classes, 1)), out)
-        images = sampler.per_class(per_class, seed, classes)
+        rows = len(sampler.chosen_classes(labels, "classes")) if labels is not None else max(sampler.num_classes, 1)
+        check_grid_size(per_class * rows, out)
+        images = sampler.per_class(per_class, seed, labels)
         return save_images(images, out, nrow=per_class)
     return save_images(sampler.sample(num_images, seed, labels, as_uint8=out.suffix.lower() == ".npz"), out)
 

@@ -32,6 +32,7 @@ class TrainingState:
     best_fid: float = math.inf
     elapsed: float = 0.0  # wall seconds of training, summed over resumes
     data: str = ""  # fingerprint of the training set (data.fingerprint): a resume must see the same data
+    world_size: int = 0  # processes that trained it (torchrun's ranks); 0: not recorded (an older checkpoint)
     # Under torchrun: G and D in their DistributedDataParallel wrappers, which the training step runs through
     # (checkpoints, samples and the EMA use the plain modules above, which share their weights).
     parallel: tuple[nn.Module, nn.Module] | None = None

@@ -142,6 +142,7 @@ def train(config: Config, reporter_factory: Callable[..., Reporter] = Reporter) 
     run_dir = Path(config.run_dir or distributed.broadcast(str(runs.new_run_dir())))  # one name for every rank
     if distributed.is_main():  # rank 0 makes the folder: the others could find it already made
         runs.check_run_dir(run_dir, resuming=False)
+    config = Config.from_dict({**config.to_dict(), "data_dir": absolute(config.data_dir)})  # advice from anywhere
     data = training_data(config)
     config = Config.from_dict({**config.to_dict(), "run_dir": str(run_dir), "num_classes": count_classes(config, data)})
     return fit(config, new_state(config, device), device, data, reporter_factory, resuming=False)
@@ -155,14 +156,36 @@ def resume(
     """Continue a run from its newest valid checkpoint, with the explicitly given flags applied."""
     run_dir = Path(run_dir)
     runs.check_run_dir(run_dir, resuming=True)
+    if "data_dir" in overrides:
+        overrides = {**overrides, "data_dir": absolute(overrides["data_dir"])}
     path, config, state, device = restore_newest(run_dir, overrides)
     log.info(f"resuming {path} at epoch {state.epoch}, batch {state.batches_done} (step {state.step})")
-    return fit(config, state, device, training_data(config), reporter_factory, resuming=True)
+    warn_of_another_world_size(state)
+    # other data is refused as soon as it is read, before it is cached anywhere
+    data = training_data(config, check=lambda images, labels: check_same_data(state, fingerprint(images, labels)))
+    return fit(config, state, device, data, reporter_factory, resuming=True)
 
 
-def training_data(config: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of the training split, as the config asks for them."""
-    return load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download)
+def absolute(data_dir: str) -> str:
+    return str(Path(data_dir).absolute())
+
+
+def warn_of_another_world_size(state: TrainingState) -> None:
+    """--batch-size is per process: a run resumed with another number of processes goes on with another global
+    batch (and another position in the epoch's order)."""
+    world = distributed.world_size()
+    if state.world_size and state.world_size != world:
+        log.warning(
+            f"this run was trained by {state.world_size} process(es) and goes on with {world}: each step now takes "
+            f"{world}/{state.world_size} times the images it took (--batch-size is per process)"
+        )
+
+
+def training_data(config: Config, check: Callable[..., None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the training split, as the config asks for them; check may refuse them (see load_dataset)."""
+    return load_dataset(
+        config.dataset, config.data_dir, img_size=config.img_size, download=config.download, check=check
+    )
 
 
 def count_classes(config: Config, data: tuple[torch.Tensor, torch.Tensor]) -> int:
@@ -221,6 +244,7 @@ def fit(
     steps_per_epoch = batches_per_epoch(len(images), config.batch_size * distributed.world_size(), config.max_batches)
     check_same_data(state, fingerprint(images, labels))
     main = distributed.is_main()  # rank 0 writes everything; under torchrun the others only train
+    state.world_size = distributed.world_size()
     meters = quality_meters(config, device) if main else []
     prepare_models(state, config, device)
     if main:
@@ -234,6 +258,12 @@ def fit(
         )
         try:
             loop(config, state, (images.to(device), labels.to(device)), precision, reporter, meters)
+        except torch.cuda.OutOfMemoryError:
+            raise ConfigError(
+                f"out of memory on {device} at --batch-size {config.batch_size}: pass a smaller one (with --resume "
+                f"the run goes on from its newest checkpoint)",
+                "batch_size",
+            ) from None
         except OSError as error:  # TensorBoard's writer reports a full disk late, from its own thread
             raise OutputError(
                 f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
@@ -475,9 +505,11 @@ def finish_epoch(
 
 def interrupted(config: Config, state: TrainingState, signal_number: int, saved: Path) -> TrainingInterrupted:
     name = signal.Signals(signal_number).name
+    world = distributed.world_size()
+    launcher = f"torchrun --nproc-per-node {world}" if world > 1 else "python"  # one rank's share of a batch stays
     return TrainingInterrupted(
         f"{name}: stopped at epoch {state.epoch}, batch {state.batches_done} (step {state.step}); saved {saved}.\n"
-        f"Resume with: python -m mnist_gan main --resume --run-dir {shlex.quote(config.run_dir)}",
+        f"Resume with: {launcher} -m mnist_gan main --resume --run-dir {shlex.quote(config.run_dir)}",
         signal_number,
     )
 

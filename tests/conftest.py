@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import DATA_DIR, quick_config
 from mnist_gan import train
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The caches of read-only data go to the user's cache folder: the tests' go to a temporary one."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("user_cache")
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        patch.delenv("MNIST_GAN_CACHE_DIR", raising=False)
+        yield folder
 
 
 @pytest.fixture(scope="session")

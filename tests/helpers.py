@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shlex
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
@@ -148,3 +150,37 @@ def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
         **{f"d.{k}": v for k, v in payload["discriminator"].items()},
         **{f"ema.{k}": v for k, v in payload["generator_ema"].items()},
     }
+
+
+def write_cifar10(root: Path, per_batch: int = 6) -> Path:
+    """CIFAR-10's python version: pickled dicts of uint8 rows (R, G, B planes of 32 x 32) and labels."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{number}" for number in range(1, 6)] + ["test_batch"]:
+        labels = [int(label) for label in rng.integers(0, 10, per_batch)]
+        data = np.stack([np.full(3 * 32 * 32, 20 * label, dtype=np.uint8) for label in labels])
+        data[:, 1024:2048] = 7  # the green plane
+        (folder / name).write_bytes(pickle.dumps({"batch_label": name, "data": data, "labels": labels}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class {n}" for n in range(10)]}))
+    return root
+
+
+def write_celeba(root: Path, count: int = 6) -> Path:
+    """CelebA's aligned layout: JPEG faces (here flat colours, 178 x 218) and the five list files, the first
+    four images in the train split and the rest in test."""
+    base = root / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    names = [f"{number:06d}.jpg" for number in range(1, count + 1)]
+    for number, name in enumerate(names):
+        Image.new("RGB", (178, 218), (40 * number, 100, 200)).save(base / "img_align_celeba" / name)
+    rows = lambda values: "".join(f"{name} {values}\n" for name in names)  # noqa: E731
+    (base / "list_eval_partition.txt").write_text("".join(f"{n} {0 if i < 4 else 2}\n" for i, n in enumerate(names)))
+    (base / "identity_CelebA.txt").write_text(rows("1"))
+    (base / "list_attr_celeba.txt").write_text(f"{count}\nSmiling Male\n" + rows("1 -1"))
+    (base / "list_bbox_celeba.txt").write_text(f"{count}\nimage_id x_1 y_1 width height\n" + rows("1 2 3 4"))
+    landmarks = (
+        "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+    )
+    (base / "list_landmarks_align_celeba.txt").write_text(f"{count}\n{landmarks}\n" + rows(" ".join(["5"] * 10)))
+    return root

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import pickle
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import assert_clean_failure, make_shapes_folder, read_events, runner
+from helpers import assert_clean_failure, make_shapes_folder, read_events, runner, write_celeba, write_cifar10
 from mnist_gan import checkpoints, formats
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config
-from mnist_gan.data import folder, load_dataset
+from mnist_gan.data import cache, folder, load_dataset
 from mnist_gan.errors import DataError
 
 
@@ -60,8 +60,8 @@ def test_decoded_images_are_cached_beside_the_data_and_refreshed_when_the_folder
 ) -> None:
     root = make_shapes_folder(tmp_path / "shapes", per_class=3)
     first, _ = folder.load_all(root, img_size=16)
-    cached = sorted(path.name for path in (root / folder.CACHE_DIR).iterdir())
-    assert len(cached) == 2 and cached[0].endswith(".images.npy") and cached[1].endswith(".labels.npy")
+    cache_dir = root / cache.CACHE_DIR
+    assert cached_arrays(cache_dir) == {16: 1}  # one cache: its images and the indices of the files decoded
 
     def no_decoding(*args):
         raise AssertionError("decoded again although the cache is valid")
@@ -73,7 +73,20 @@ def test_decoded_images_are_cached_beside_the_data_and_refreshed_when_the_folder
     Image.new("RGB", (16, 16), (255, 255, 255)).save(root / "square" / "new.png")
     changed, labels = folder.load_all(root, img_size=16)
     assert len(changed) == len(first) + 1 and labels.tolist().count(1) == 4
-    assert len(list((root / folder.CACHE_DIR).iterdir())) == 4  # another size or content: another cache
+    assert cached_arrays(cache_dir) == {16: 1}  # the old content's cache is gone: one copy, not one per edit
+    folder.load_all(root, img_size=8)
+    assert cached_arrays(cache_dir) == {16: 1, 8: 1}  # another size of the same images is kept: it is reused
+    os.utime(root / "circle" / "000.png", ns=(1, 1))  # touched
+    folder.load_all(root, img_size=8)
+    assert cached_arrays(cache_dir) == {8: 1}
+
+
+def cached_arrays(cache_dir: Path) -> dict[int, int]:
+    """How many complete caches (images and indices) of each size a cache folder holds."""
+    images = sorted(cache_dir.glob("*.images.npy"))
+    assert len(list(cache_dir.glob("*.kept.npy"))) == len(images)
+    sizes = [int(path.name.split("_")[1].removesuffix("px")) for path in images]
+    return {size: sizes.count(size) for size in sizes}
 
 
 def test_unreadable_images_are_skipped_with_one_warning_that_counts_them(
@@ -170,40 +183,6 @@ def test_a_folder_run_trains_in_colour_and_its_outputs_are_rgb(
     assert np.asarray(Image.open(figure).convert("RGB")).std(axis=2).max() > 0  # drawn in colour
 
 
-def write_cifar10(root: Path, per_batch: int = 6) -> Path:
-    """CIFAR-10's python version: pickled dicts of uint8 rows (R, G, B planes of 32 x 32) and labels."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{number}" for number in range(1, 6)] + ["test_batch"]:
-        labels = [int(label) for label in rng.integers(0, 10, per_batch)]
-        data = np.stack([np.full(3 * 32 * 32, 20 * label, dtype=np.uint8) for label in labels])
-        data[:, 1024:2048] = 7  # the green plane
-        (folder / name).write_bytes(pickle.dumps({"batch_label": name, "data": data, "labels": labels}))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class {n}" for n in range(10)]}))
-    return root
-
-
-def write_celeba(root: Path, count: int = 6) -> Path:
-    """CelebA's aligned layout: JPEG faces (here flat colours, 178 x 218) and the five list files, the first
-    four images in the train split and the rest in test."""
-    base = root / "celeba"
-    (base / "img_align_celeba").mkdir(parents=True)
-    names = [f"{number:06d}.jpg" for number in range(1, count + 1)]
-    for number, name in enumerate(names):
-        Image.new("RGB", (178, 218), (40 * number, 100, 200)).save(base / "img_align_celeba" / name)
-    rows = lambda values: "".join(f"{name} {values}\n" for name in names)  # noqa: E731
-    (base / "list_eval_partition.txt").write_text("".join(f"{n} {0 if i < 4 else 2}\n" for i, n in enumerate(names)))
-    (base / "identity_CelebA.txt").write_text(rows("1"))
-    (base / "list_attr_celeba.txt").write_text(f"{count}\nSmiling Male\n" + rows("1 -1"))
-    (base / "list_bbox_celeba.txt").write_text(f"{count}\nimage_id x_1 y_1 width height\n" + rows("1 2 3 4"))
-    landmarks = (
-        "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
-    )
-    (base / "list_landmarks_align_celeba.txt").write_text(f"{count}\n{landmarks}\n" + rows(" ".join(["5"] * 10)))
-    return root
-
-
 def test_cifar10_loads_its_python_batches_through_torchvision(tmp_path: Path) -> None:
     root = write_cifar10(tmp_path / "data")
     images, labels = load_dataset("cifar10", root)
@@ -220,7 +199,7 @@ def test_celeba_loads_its_split_through_torchvision_cropped_resized_and_cached(t
     assert tuple(train_images.shape) == (4, 3, 32, 32) and tuple(test_images.shape) == (2, 3, 32, 32)
     assert labels.tolist() == [0, 0, 0, 0]
     assert abs(int(test_images[1, 0].float().mean()) - 200) <= 3  # 000006.jpg, red 200
-    assert len(list((root / "celeba" / folder.CACHE_DIR).glob("*.images.npy"))) == 2
+    assert len(list((root / "celeba" / cache.CACHE_DIR).glob("*.images.npy"))) == 2
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ and the batches training draws from them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,10 +18,16 @@ __all__ = [
 
 
 def load_dataset(
-    name: str, data_dir: str | Path, *, train: bool = True, img_size: int = 0, download: bool = True
+    name: str,
+    data_dir: str | Path,
+    *,
+    train: bool = True,
+    img_size: int = 0,
+    download: bool = True,
+    check: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,); img_size 0 is the
-    dataset's own size.
+    dataset's own size. check(images, labels), when given, may refuse the data before any of it is cached.
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
@@ -29,11 +36,11 @@ def load_dataset(
     if name == "folder":  # decoded at img_size once (crop, resize), then cached; every 10th image is the test split
         from . import folder
 
-        return folder.load(data_dir, img_size, train)
+        return folder.load(data_dir, img_size, train, check)
     if name == "celeba":  # the same, for the split's files
         from . import celeba
 
-        return celeba.load(data_dir, train, download, img_size)
+        return celeba.load(data_dir, train, download, img_size, check)
     if name == "cifar10":
         from . import cifar10
 
@@ -44,4 +51,6 @@ def load_dataset(
         images, labels = mnist.load(name, data_dir, train, download)
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
+    if check is not None:
+        check(images, labels)
     return images.contiguous(), labels

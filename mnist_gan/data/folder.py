@@ -1,6 +1,6 @@
 """Any folder of images (png, jpg, webp, ...), searched recursively. Each image is decoded once with Pillow,
-converted to RGB, centre-cropped to a square and resized; the result is cached as one uint8 array beside the
-data (<folder>/.mnist_gan_cache/), which later runs memory-map instead of decoding again.
+converted to RGB, centre-cropped to a square and resized; the result is cached as one uint8 array (see cache.py
+for where), which later runs memory-map instead of decoding again.
 
 First-level sub-folders, when every image sits in one and there are at least two, are classes (labels 0, 1, ...
 in sorted order, as torchvision's ImageFolder); otherwise every image has label 0. Every 10th image (in sorted
@@ -12,34 +12,45 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..errors import DataError
+from ..errors import DataError, OutputError
+from . import cache
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-CACHE_DIR = ".mnist_gan_cache"
-CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+CACHE_VERSION = 2  # bump when decoding or the cached files change, so old caches are not reused
 TEST_EVERY = 10  # every 10th image is the test split
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+# Called on freshly decoded images before they are cached: a resumed run refuses other data without leaving a cache.
+Check = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-def load(data_dir: str | Path, img_size: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def load(
+    data_dir: str | Path, img_size: int, train: bool, check: Check | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split of the images under data_dir."""
-    images, labels = load_all(data_dir, img_size)
+    split_check = None if check is None else lambda images, labels: check(*split(images, labels, train))
+    return split(*load_all(data_dir, img_size, split_check), train)
+
+
+def split(images: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if len(images) < TEST_EVERY:
-        raise DataError(f"{data_dir} has {len(images)} readable images; a folder needs at least {TEST_EVERY}")
+        raise DataError(f"the folder has {len(images)} readable images; a folder needs at least {TEST_EVERY}")
     test = torch.arange(len(images)) % TEST_EVERY == TEST_EVERY - 1
-    split = ~test if train else test
-    return images[split], labels[split]
+    chosen = ~test if train else test
+    return images[chosen], labels[chosen]
 
 
-def load_all(data_dir: str | Path, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_all(data_dir: str | Path, img_size: int, check: Check | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Every readable image under data_dir, in sorted order, with its label."""
     root = Path(data_dir)
     if not root.is_dir():
@@ -47,30 +58,44 @@ def load_all(data_dir: str | Path, img_size: int) -> tuple[torch.Tensor, torch.T
     paths = find_images(root)
     if not paths:
         raise DataError(f"no images in {root} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
-    return prepare(root, paths, folder_labels(root, paths), img_size)
+    return prepare(root, "images", paths, folder_labels(root, paths), img_size, check)
 
 
-def prepare(root: Path, paths: list[Path], labels: np.ndarray, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images at paths (under root) decoded at img_size, from root's cache when it is up to date."""
-    cache = root / CACHE_DIR / cache_key(root, paths, img_size)
-    images_file, labels_file = cache.with_suffix(".images.npy"), cache.with_suffix(".labels.npy")
-    if images_file.is_file() and labels_file.is_file():
-        try:  # copy-on-write memory map: pages are read as batches need them
-            cached_images, cached_labels = np.load(images_file, mmap_mode="c"), np.load(labels_file)
-        except (OSError, ValueError) as error:
-            log.warning(f"ignoring a damaged cache {images_file}: {error}")
-        else:
-            if len(cached_images) == len(cached_labels) and cached_images.shape[1:] == (3, img_size, img_size):
-                return torch.from_numpy(cached_images), torch.from_numpy(cached_labels)
-    images, kept = decode_all(paths, img_size)
-    labels = labels[kept]
-    write_cache(labels_file, labels)
-    write_cache(images_file, images)  # last: the images file is what marks a complete cache
-    return torch.from_numpy(images), torch.from_numpy(labels)
+def class_names(data_dir: str | Path) -> list[str]:
+    """The folder's classes in label order (its first-level sub-folders), or [] when it has none."""
+    root = Path(data_dir)
+    paths = find_images(root) if root.is_dir() else []
+    tops = [path.relative_to(root).parts for path in paths]
+    if any(len(parts) == 1 for parts in tops):
+        return []
+    names = sorted({parts[0] for parts in tops})
+    return names if len(names) >= 2 else []
+
+
+def prepare(
+    root: Path, name: str, paths: list[Path], labels: np.ndarray, img_size: int, check: Check | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images at paths (under root) decoded at img_size, with their labels, from the cache when it is up to
+    date. `name` tells this set's cache from others of the same root (a dataset's splits)."""
+    readable, unreadable = regular_files(paths)
+    content = content_key(root, paths, readable)
+    stem = f"{name}_{img_size}px_{content}"
+    folder = cache.cache_dir(root)
+    found = read_cache(folder, stem, len(paths), img_size)
+    if found is None:
+        with cache.locked(root):  # other processes decoding the same images wait, then read
+            found = read_cache(folder, stem, len(paths), img_size)
+            if found is None:
+                found = decode_all(root, paths, readable, unreadable, img_size)
+                if check is not None:
+                    check(torch.from_numpy(found[0]), torch.from_numpy(labels[found[1]]))
+                write_cache(folder, name, stem, content, *found)
+    images, kept = found
+    return torch.from_numpy(images), torch.from_numpy(labels[kept])
 
 
 def find_images(root: Path) -> list[Path]:
-    """Every file with an image suffix under root, in a fixed order; our own cache and hidden folders are skipped."""
+    """Every file name with an image suffix under root, in a fixed order; hidden folders (our cache) are skipped."""
     found = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
@@ -78,69 +103,111 @@ def find_images(root: Path) -> list[Path]:
     return found
 
 
-def folder_labels(root: Path, paths: list[Path]) -> np.ndarray:
-    """Class index of each image from its first-level sub-folder, or all 0 when the folder has no classes."""
-    tops = [path.relative_to(root).parts for path in paths]
-    classes = sorted({parts[0] for parts in tops if len(parts) > 1})
-    if len(classes) < 2 or any(len(parts) == 1 for parts in tops):
-        return np.zeros(len(paths), dtype=np.int64)
-    index = {name: number for number, name in enumerate(classes)}
-    return np.array([index[parts[0]] for parts in tops], dtype=np.int64)
-
-
-def cache_key(root: Path, paths: list[Path], img_size: int) -> str:
-    """Changes when any image is added, removed, replaced or touched, or the size or decoding changes."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {img_size}".encode())
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
-    return f"images_{img_size}px_{digest.hexdigest()[:16]}"
-
-
-def decode_all(paths: list[Path], img_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every image; unreadable ones are skipped and counted in one warning. Returns (images, kept indices)."""
-    images = np.empty((len(paths), 3, img_size, img_size), dtype=np.uint8)
-    kept, skipped = [], []
+def regular_files(paths: list[Path]) -> tuple[dict[int, os.stat_result], dict[int, str]]:
+    """The paths that are regular files (after links), with their stat, by index; the rest (a FIFO, which would
+    block the reader forever, a folder, a dangling or looping link) with the reason, never opened."""
+    readable, unreadable = {}, {}
     for number, path in enumerate(paths):
         try:
-            images[len(kept)] = decode(path, img_size)
-        except (
-            OSError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ) as error:
-            skipped.append(f"{path} ({type(error).__name__}: {error})")
+            status = path.stat()
+        except OSError as error:
+            unreadable[number] = f"{type(error).__name__}: {error.strerror or error}"
+            continue
+        if stat.S_ISREG(status.st_mode):
+            readable[number] = status
+        else:
+            unreadable[number] = "not a regular file"
+    return readable, unreadable
+
+
+def folder_labels(root: Path, paths: list[Path]) -> np.ndarray:
+    """Class index of each image from its first-level sub-folder, or all 0 when the folder has no classes."""
+    classes = class_names(root)
+    if not classes:
+        return np.zeros(len(paths), dtype=np.int64)
+    index = {name: number for number, name in enumerate(classes)}
+    return np.array([index[path.relative_to(root).parts[0]] for path in paths], dtype=np.int64)
+
+
+def content_key(root: Path, paths: list[Path], readable: dict[int, os.stat_result]) -> str:
+    """Changes when any image is added, removed, replaced or touched, or the decoding changes. Names are hashed as
+    the bytes the file system holds: a name that is not valid UTF-8 still counts."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {len(paths)}\n".encode())
+    for number, path in enumerate(paths):
+        status = readable.get(number)
+        digest.update(os.fsencode(path.relative_to(root)))
+        digest.update(b" -\n" if status is None else f" {status.st_size} {status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_cache(folder: Path, stem: str, count: int, img_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images, indices of the decoded paths) from the cache, or None when it is missing or does not hold what we
+    write: uint8 N x 3 x size x size images, and N increasing indices below the number of paths."""
+    images = cache.load_array(folder / f"{stem}.images.npy", np.dtype(np.uint8), 4)
+    kept = cache.load_array(folder / f"{stem}.kept.npy", np.dtype(np.int64), 1)
+    if images is None or kept is None:
+        return None
+    fits = images.shape[1:] == (3, img_size, img_size) and len(kept) == len(images) > 0
+    if not (fits and kept[0] >= 0 and kept[-1] < count and (np.diff(kept) > 0).all()):
+        log.warning(f"ignoring a cache in {folder} that does not fit the images ({stem}); decoding them again")
+        return None
+    return images, np.asarray(kept)
+
+
+def write_cache(folder: Path, name: str, stem: str, content: str, images: np.ndarray, kept: np.ndarray) -> None:
+    """Write atomically (the images last: they mark a complete cache), then drop the caches of older contents. A
+    cache that cannot be written only costs the decoding again next time."""
+    try:
+        cache.save_array(folder / f"{stem}.kept.npy", kept)
+        cache.save_array(folder / f"{stem}.images.npy", images)
+    except OutputError as error:
+        log.warning(f"could not cache the decoded images: {error}; they are decoded again next run")
+        return
+    cache.remove_stale(folder, name, content)
+
+
+def decode_all(
+    root: Path, paths: list[Path], readable: dict[int, os.stat_result], unreadable: dict[int, str], img_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every readable image; the others are skipped and counted in one warning. Returns (images, kept
+    indices)."""
+    log.info(f"decoding {len(readable):,} images under {root} at {img_size} px (cached for next time)")
+    images = np.empty((len(readable), 3, img_size, img_size), dtype=np.uint8)
+    kept, skipped = [], [f"{paths[number]} ({reason})" for number, reason in unreadable.items()]
+    for number in readable:
+        try:
+            images[len(kept)] = decode(paths[number], img_size)
+        except UNREADABLE as error:
+            skipped.append(f"{paths[number]} ({type(error).__name__}: {error})")
             continue
         kept.append(number)
     if skipped:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         log.warning(f"skipped {len(skipped)} of {len(paths)} image files that could not be read: {shown}")
     if not kept:
-        raise DataError(f"none of the {len(paths)} image files under {paths[0].parent} could be read")
+        raise DataError(f"none of the {len(paths)} image files under {root} could be read")
     return images[: len(kept)], np.array(kept, dtype=np.int64)
 
 
 def decode(path: Path, img_size: int) -> np.ndarray:
-    """One image as uint8 3 x img_size x img_size: RGB (grey, palette and alpha converted), centre crop, resize."""
+    """One image as uint8 3 x img_size x img_size: RGB (grey, palette, alpha and 16-bit or float pixels
+    converted), centre crop, resize."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a huge image is skipped, not decoded
         with Image.open(path) as image:
             image.draft("RGB", (img_size, img_size))  # JPEG: decode at a reduced scale, much faster for photos
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = to_8_bit(ImageOps.exif_transpose(image)).convert("RGB")
             image = ImageOps.fit(image, (img_size, img_size), Image.Resampling.LANCZOS)
             return np.asarray(image).transpose(2, 0, 1)
 
 
-def write_cache(path: Path, array: np.ndarray) -> None:
-    """Write atomically; a read-only data folder only costs the decoding again next time."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(exist_ok=True)
-        with open(temporary, "wb") as file:
-            np.save(file, array)
-        temporary.replace(path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        log.warning(f"could not cache the decoded images in {path.parent} ({error}); they are decoded again next run")
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images scaled from 0..65535, float images from 0..1, to 8 bits: Pillow's own
+    conversion clips them (a mid-grey 16-bit PNG would decode almost white)."""
+    if image.mode.startswith("I"):  # I;16, I;16B, I (Pillow's mode for 16-bit PNGs and 32-bit TIFFs)
+        scaled = np.asarray(image, dtype=np.float64) / 257
+    elif image.mode == "F":
+        scaled = np.nan_to_num(np.asarray(image, dtype=np.float64)) * 255
+    else:
+        return image
+    return Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8), "L")
