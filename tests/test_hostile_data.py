@@ -258,7 +258,7 @@ def test_a_read_only_data_folder_is_decoded_once_and_its_evaluator_kept_in_the_u
     assert "refused 2" in result.stdout and "cannot write to" in result.stderr  # a usage error, at once
     assert result.stderr.count("evaluator epoch 1/1") == 1  # the refused one trained nothing
     assert not (source / cache.CACHE_DIR).exists()
-    assert (cache.cache_dir(mount) / "evaluator_folder.pt").is_file()
+    assert len(list((private_user_cache / "mnist_gan").glob("mounted-*/evaluator_folder.pt"))) == 1
 
 
 def test_resuming_on_another_folder_is_refused_before_anything_is_cached(tmp_path: Path) -> None:
