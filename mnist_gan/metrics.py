@@ -293,7 +293,9 @@ def tensors_only_copy(weights: str, how: str) -> Iterator[str | None]:
         yield None
         return
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of pickle protocols it was not written with: not the user's
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle that asks for code, a damaged file...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise NoInception(f"{weights} is not a file of Inception weights (tensors only): {reason}; {how}") from None

@@ -184,3 +184,13 @@ def write_celeba(root: Path, count: int = 6) -> Path:
     )
     (base / "list_landmarks_align_celeba.txt").write_text(f"{count}\n{landmarks}\n" + rows(" ".join(["5"] * 10)))
     return root
+
+
+class RunsCode:
+    """Pickled, it runs a shell command when loaded: the command creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -15,6 +15,7 @@ from PIL import Image
 from helpers import ROOT, assert_clean_failure, quick_config, read_events, run
 from mnist_gan import Sampler, train
 from mnist_gan.config import Config
+from mnist_gan.errors import MnistGanError
 from mnist_gan.evaluator import evaluator_path, load_evaluator
 from mnist_gan.models import build_models
 from mnist_gan.state import new_state
@@ -183,3 +184,65 @@ def test_the_readme_python_example_runs(conditional_run: Path, tmp_path: Path, m
 def test_a_per_class_grid_too_large_for_a_png_is_refused_before_sampling(conditional_run: Path, tmp_path: Path) -> None:
     result = run("generate", "--run-dir", conditional_run, "--per-class", "200", "--out", tmp_path / "big.png")
     assert_clean_failure(result, 1, "at most 1,024 images", "asked for 2,000")
+
+
+def test_each_bad_class_or_seed_list_names_the_flag_it_came_from(
+    conditional_run: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    out, gif = tmp_path / "x.png", tmp_path / "x.gif"
+    cases = [
+        (("generate", "--run-dir", conditional_run, "--labels", "-1,2", "--out", out), "--labels", "out of range"),
+        (("generate", "--run-dir", conditional_run, "--labels", "0,10", "--out", out), "--labels", "label 10"),
+        (("generate", "--run-dir", conditional_run, "--labels", "0,10", "--per-class", "2", "--out", out),
+         "--labels", "label 10"),
+        (("interpolate", "--run-dir", conditional_run, "--classes", "0,10", "--out", gif), "--classes", "label 10"),
+        (("generate", "--run-dir", trained_run, "--per-class", "2", "--out", out), "--per-class", "unconditional"),
+        (("interpolate", "--run-dir", trained_run, "--classes", "0,1", "--out", gif), "--classes", "unconditional"),
+        (("interpolate", "--run-dir", conditional_run, "--classes", "0,1", "--seeds", "0,1", "--out", gif),
+         "--seeds", "takes no --seeds"),
+        (("interpolate", "--run-dir", trained_run, "--seeds", "0,99999999999999999999", "--out", gif), "--seeds",
+         "99999999999999999999 is out of range"),
+    ]  # fmt: skip
+    for args, flag, phrase in cases:
+        assert_clean_failure(run(*args), 2, f"error: {flag}:", phrase)
+    assert not out.exists() and not gif.exists()
+
+
+BAD_CALLS = {
+    "no images": lambda s: s.sample(0),
+    "negative count": lambda s: s.sample(-1),
+    "fractional count": lambda s: s.sample(2.5),
+    "bool count": lambda s: s.sample(True),
+    "31 GB": lambda s: s.sample(10**7),
+    "huge seed": lambda s: s.sample(4, seed=2**70),
+    "negative seed": lambda s: s.sample(4, seed=-1),
+    "label as text": lambda s: s.sample(4, labels="7"),
+    "fractional label": lambda s: s.sample(4, labels=1.7),
+    "bool label": lambda s: s.sample(4, labels=True),
+    "nested labels": lambda s: s.sample(4, labels=[[1, 2]]),
+    "no labels": lambda s: s.sample(4, labels=[]),
+    "weights of the wrong shape": lambda s: s.sample(4, labels=torch.ones(4, 3)),
+    "negative weights": lambda s: s.sample(2, labels=-torch.ones(2, 10)),
+    "no images per class": lambda s: s.per_class(0),
+    "too many per class": lambda s: s.per_class(200_000),
+    "huge walk seed": lambda s: s.interpolate([0, 2**40]),
+    "a walk of one class": lambda s: s.class_walk([3]),
+    "a walk of one step": lambda s: s.class_walk([0, 1], steps=1),
+}
+
+
+@pytest.mark.parametrize("call", list(BAD_CALLS))
+def test_the_sampler_refuses_bad_arguments_with_its_own_error_before_drawing(conditional_run: Path, call) -> None:
+    sampler = Sampler.load(conditional_run / "generator.pth", device="cpu")
+    with pytest.raises(MnistGanError):
+        BAD_CALLS[call](sampler)
+
+
+def test_the_sampler_takes_class_weights_and_any_flat_sequence_of_classes(conditional_run: Path) -> None:
+    sampler = Sampler.load(conditional_run / "generator.pth", device="cpu")
+    threes = torch.zeros(6, 10)
+    threes[:, 3] = 1
+    torch.testing.assert_close(sampler.sample(6, labels=threes), sampler.sample(6, labels=3))
+    cycle = sampler.sample(6, labels=[1, 2])
+    for same in (np.array([1, 2]), torch.tensor([1, 2]), (1, 2), range(1, 3)):
+        torch.testing.assert_close(sampler.sample(6, labels=same), cycle)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from helpers import DATA_DIR, wait_for
@@ -56,6 +57,10 @@ def test_two_ranks_through_torchrun_leave_one_run_and_resume_it(tmp_path: Path) 
     assert "resuming" in output and "finished" in output, output
     assert formats.load(checkpoints.latest_checkpoint(run_dir))["step"] == 60
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # one per session, rank 0's only
+
+    command = [sys.executable, "-m", "mnist_gan", "main", "--resume", "--run-dir", str(run_dir), "--epochs", "4"]
+    output = subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True, timeout=300).stderr
+    assert "trained by 2 process(es) and goes on with 1" in output, output  # another global batch: said aloud
 
 
 def free_port() -> int:
@@ -151,7 +156,7 @@ def test_sigterm_to_the_job_saves_one_consistent_mid_epoch_checkpoint(tmp_path: 
     assert len(middle) == 1, (output, checkpoints.list_checkpoints(run_dir))
     saved = formats.load(middle[0])
     assert saved["batches_done"] % 5 == 0  # both ranks stopped at the step they agreed on
-    assert "Resume with" in output, output
+    assert "Resume with: torchrun --nproc-per-node 2 -m mnist_gan main --resume --run-dir" in output, output
     output = finish(torchrun(run_dir, "--resume", "--epochs", "2"))
     assert "finished" in output, output
 
@@ -172,3 +177,20 @@ def test_sync_batchnorm_on_the_cpu_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="needs CUDA"):
         distributed.sync_batchnorm(torch.nn.BatchNorm1d(4), torch.device("cpu"))
+
+
+def test_a_ranks_own_failure_is_not_blamed_on_a_peer(tmp_path: Path) -> None:
+    """In a real (one-rank, gloo) process group: out of memory and a bug stay what they are; only a failure of
+    the communication (gloo's lost connection, torch's distributed errors) is another rank's death."""
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        with pytest.raises(torch.cuda.OutOfMemoryError), distributed.peer_errors():
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        with pytest.raises(RuntimeError, match="cannot be multiplied"), distributed.peer_errors():
+            torch.zeros(2, 3) @ torch.zeros(2, 3)
+        with pytest.raises(distributed.RankFailed, match="another rank stopped"), distributed.peer_errors():
+            raise RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+        with pytest.raises(distributed.RankFailed, match="another rank stopped"), distributed.peer_errors():
+            raise dist.DistBackendError("NCCL communicator was aborted")
+    finally:
+        dist.destroy_process_group()

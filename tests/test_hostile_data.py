@@ -17,22 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY_RUN, assert_clean_failure, make_shapes_folder, runner, write_celeba, write_cifar10
+from helpers import TINY_RUN, RunsCode, assert_clean_failure, make_shapes_folder, runner, write_celeba, write_cifar10
 from mnist_gan import formats
 from mnist_gan.__main__ import app
 from mnist_gan.data import cache, folder, load_dataset
 from mnist_gan.errors import DataError
 from mnist_gan.evaluator import packaged_weights
-
-
-class RunsCode:
-    """A pickle that runs a shell command when loaded: it creates a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
@@ -121,6 +111,15 @@ def test_changed_classes_make_a_folder_evaluator_refused_clearly(tmp_path: Path,
     assert result.exit_code == 0, result.output
     evaluator_file = root / cache.CACHE_DIR / "evaluator_folder.pt"
     assert formats.load(evaluator_file, (formats.EVALUATOR,))["classes"] == ["circle", "square", "triangle"]
+    run_dir = tmp_path / "run"  # first, what fits: another tool's colour samples score against the folder
+    result = runner.invoke(app, ["main", "--dataset", "folder", "--data-dir", str(root), "--img-size", "32",
+                                 "--run-dir", str(run_dir), *TINY_RUN])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    samples = tmp_path / "samples.npz"
+    result = runner.invoke(app, ["generate", "--run-dir", str(run_dir), "--num-images", "100", "--out", str(samples)])
+    assert result.exit_code == 0 and np.load(samples)["images"].shape == (100, 32, 32, 3), result.output
+    result = runner.invoke(app, ["evaluate", "--images", str(samples), "--dataset", "folder", "--data-dir", str(root)])
+    assert result.exit_code == 0 and "100 images vs the folder test split" in result.output, result.output
     added = tmp_path / "added"
     shutil.copytree(root, added)
     shutil.copytree(added / "circle", added / "ellipse")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import quick_config, read_events
+from helpers import RunsCode, quick_config, read_events
 from mnist_gan import formats, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
@@ -177,3 +178,22 @@ def test_inception_fid_without_its_weights_warns_and_training_goes_on(
     result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(run_dir), "--num-images", "100",
                                       "--inception-fid", "--inception-weights", str(missing)])  # fmt: skip
     assert result.exit_code == 1 and "do not exist" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("written_by", ["pickle", "torch.save"])
+def test_inception_weights_that_ask_for_code_run_nothing(
+    trained_run: Path, tmp_path: Path, written_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """torch-fidelity loads its weights with weights_only=False: we read them as tensors first, and a file that asks
+    for code is refused in evaluate and turns the Inception FID off in training, without running it."""
+    pytest.importorskip("torch_fidelity")
+    marker, weights = tmp_path / "ran", tmp_path / "weights.pth"
+    crafted = {"Conv2d_1a_3x3.conv.weight": RunsCode(marker)}
+    weights.write_bytes(pickle.dumps(crafted)) if written_by == "pickle" else torch.save(crafted, weights)
+    result = CliRunner().invoke(app, ["evaluate", "--run-dir", str(trained_run), "--num-images", "100",
+                                      "--inception-fid", "--inception-weights", str(weights)])  # fmt: skip
+    assert result.exit_code == 1 and "is not a file of Inception weights" in result.output, result.output
+    run_dir = train(quick_config(tmp_path / "run", epochs=1, max_batches=2, inception_fid=True,
+                                 inception_weights=str(weights)))  # fmt: skip
+    assert "Inception FID is off" in caplog.text and (run_dir / "generator.pth").is_file()
+    assert not marker.exists(), "the weights file's code ran"
