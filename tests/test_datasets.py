@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from helpers import assert_clean_failure, make_shapes_folder, read_events, runner, write_celeba, write_cifar10
-from mnist_gan import checkpoints, formats
+from mnist_gan import checkpoints, devices, formats
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config
 from mnist_gan.data import cache, folder, load_dataset
@@ -215,30 +215,50 @@ def test_cifar10_and_celeba_missing_offline_are_one_clear_error(tmp_path: Path, 
         assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_classes(tmp_path: Path) -> None:
-    """Through the CLI: train-evaluator on generated coloured shapes, then a real run whose per-epoch FID falls
-    and whose samples come to cover all three classes; evaluate and compare read it."""
-    root = make_shapes_folder(tmp_path / "shapes", per_class=400)
+@pytest.fixture(scope="module")
+def shapes_with_evaluator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated coloured shapes and, through the CLI, the folder's evaluator."""
+    root = make_shapes_folder(tmp_path_factory.mktemp("shapes") / "shapes", per_class=400)
     result = runner.invoke(app, ["train-evaluator", "--dataset", "folder", "--data-dir", str(root), "--epochs", "12"])
     assert result.exit_code == 0, result.output
     assert (root / ".mnist_gan_cache" / "evaluator_folder.pt").is_file() and "test accuracy 0.9" in result.output
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_classes(
+    shapes_with_evaluator: Path,
+    tmp_path: Path,
+    precision: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real run whose per-epoch FID falls, whose samples spread over the classes, and that evaluate and compare
+    read; in fp32 and in bf16 autocast (as an AVX512-BF16 or AMX CPU runs it: forced here, emulated where the CPU
+    has no bf16), so the thresholds hold on every CPU class. Measured (fp32; bf16): FID 748 -> 213; 744 -> 222,
+    class KL 1.0 -> 0.32; 1.0 -> 0.12, recall 0 -> 0.10; 0 -> 0.17, classes covered 1 to 3 and back (noisy)."""
+    if precision == "bf16":
+        monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     run_dir = tmp_path / "run"
-    flags = ["--dataset", "folder", "--data-dir", str(root), "--img-size", "32", "--arch", "dcgan", "--width", "16",
-             "--batch-size", "32", "--epochs", "12", "--eval-samples", "500", "--run-dir", str(run_dir)]  # fmt: skip
+    flags = ["--dataset", "folder", "--data-dir", str(shapes_with_evaluator), "--img-size", "32", "--arch", "dcgan",
+             "--width", "16", "--batch-size", "32", "--epochs", "10", "--eval-samples", "500",
+             "--precision", precision, "--run-dir", str(run_dir)]  # fmt: skip
     result = runner.invoke(app, ["main", *flags])
     assert result.exit_code == 0, result.output
+    assert "bfloat16" in result.output or precision == "fp32"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 12
-    first, last = records[0], records[-1]  # measured: FID 713 -> 221, classes 1 -> 2, class KL falls
-    assert first["classes_covered"] < last["classes_covered"], (first, last)
-    assert last["fid"] < first["fid"] / 2 and last["class_kl"] < first["class_kl"], (first, last)
+    assert len(records) == 10
+    first, last = records[0], records[-1]
+    assert last["fid"] < first["fid"] / 2 and last["recall"] > first["recall"] + 0.03, (first, last)
+    assert last["class_kl"] < first["class_kl"] / 2, (first, last)
+    assert first["classes_covered"] == 1 and max(record["classes_covered"] for record in records) >= 2, records
 
     scores = tmp_path / "scores.json"
     result = runner.invoke(app, ["evaluate", "--run-dir", str(run_dir), "--num-images", "500", "--json", str(scores)])
     assert result.exit_code == 0, result.output
     evaluated = json.loads(scores.read_text())
-    assert evaluated["dataset"] == "folder" and evaluated["metrics"]["classes_covered"] >= 2
+    assert evaluated["dataset"] == "folder" and evaluated["metrics"]["class_kl"] < first["class_kl"] / 2
     result = runner.invoke(app, ["compare", str(run_dir), "--out", str(tmp_path / "compare.png")])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "compare.png").size[0] > 100
