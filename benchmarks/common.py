@@ -19,7 +19,8 @@ from mnist_gan.config import Config
 from mnist_gan.data import epoch_batches, load_dataset
 from mnist_gan.devices import cpu_has_fast_bf16, resolve_precision
 from mnist_gan.state import new_state
-from mnist_gan.trainer import count_classes, r1_weight, train_step
+from mnist_gan.step import training_step
+from mnist_gan.trainer import count_classes
 
 DATA_DIR = os.environ.get("MNIST_GAN_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -154,14 +155,10 @@ class MnistGanLoop:
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         """One step with the config's loss and (lazy) R1 (--lr-schedule is not applied: these loops have no set length)."""
-        real, labels = batch
-        r1 = r1_weight(self.config, self.state.step)
-        labels = labels if self.config.conditional else None
-        train_step(self.state, real, self.config.latent_dim, self.precision, self.config.loss, r1, labels)
-        self.state.step += 1
+        training_step(self.state, self.config, self.precision, *batch)
 
     def sampler(self) -> nn.Module:
-        return copy.deepcopy(self.state.sampler).eval()
+        return copy.deepcopy(self.state.sample_generator).eval()
 
 
 def images_per_second(loop: ClassicLoop | MnistGanLoop, seconds: float, warmup_steps: int = 10) -> float:

@@ -18,7 +18,8 @@ from common import DATA_DIR, MnistGanLoop, machine
 from time_to_quality import parse_overrides
 
 from mnist_gan.config import Config
-from mnist_gan.evaluation import quality_meter
+from mnist_gan.metrics import EVAL_SEED, quality_meter
+from mnist_gan.sampling import scoring_sample
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
                 loop.step(next(batches))
                 done += 1
             seconds += time.perf_counter() - started
-            m = meter.score_generator(loop.sampler(), 10_000, loop.config.latent_dim)
+            m = meter.score(*scoring_sample(loop.sampler(), 10_000, loop.config.latent_dim, EVAL_SEED))
             print(
                 f"| {overrides} | {done} | {seconds:.0f} | {m['fid']:.1f} | {m['inception_score']:.2f} | {m['classes_covered']} | "
                 f"{m['class_kl']:.3f} | {m['precision']:.2f} | {m['recall']:.2f} |",

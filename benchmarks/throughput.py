@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_gan.config import Config
 from mnist_gan.devices import resolve_device, tune_for
-from mnist_gan.trainer import r1_weight
+from mnist_gan.step import r1_weight
 
 DEFAULT = "mnist_gan default (the CLI's MNIST recipe: conditional, batch 256)"
 

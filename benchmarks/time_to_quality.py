@@ -24,8 +24,9 @@ from common import DATA_DIR, ClassicLoop, machine, train_with_snapshots
 
 from mnist_gan import checkpoints, formats
 from mnist_gan.config import Config
-from mnist_gan.evaluation import quality_meter
+from mnist_gan.metrics import EVAL_SEED, quality_meter
 from mnist_gan.reporting import SilentReporter
+from mnist_gan.sampling import scoring_sample
 from mnist_gan.trainer import train
 
 NUM_IMAGES = 10_000
@@ -72,7 +73,7 @@ def main() -> None:
     for name in args.loops.split(","):
 
         def score(seconds: float, steps: int, generator: torch.nn.Module, name: str = name) -> None:
-            metrics = meter.score_generator(generator, NUM_IMAGES, 100)
+            metrics = meter.score(*scoring_sample(generator, NUM_IMAGES, 100, EVAL_SEED))
             rows.append({"loop": name, "minutes": seconds / 60, "steps": steps, **metrics})
             print(
                 f"{name:10s} {seconds / 60:5.1f} min {steps:6d} steps  FID {metrics['fid']:7.2f}  IS {metrics['inception_score']:5.2f}  "

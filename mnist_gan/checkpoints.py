@@ -73,7 +73,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
     A checkpoint with a weight average (EMA) gives the averaged generator, as training exports it.
     """
     payload = formats.load(path)
-    config = Config.from_dict(payload["config"])
-    weights = payload.get("generator_ema") or payload["generator"]
+    config = formats.saved_config(payload)
+    weights, epochs_done = formats.generator_weights(payload)
     generator = formats.load_weights(build_models(config)[0], weights, path, f"a {config.arch} generator")
-    return generator.to(device).eval(), config, int(payload.get("epochs_done", payload.get("epoch", 0)))
+    return generator.to(device).eval(), config, epochs_done

@@ -1,4 +1,8 @@
-"""The run configuration: one frozen dataclass, saved in every checkpoint and in TensorBoard's hparams."""
+"""The run configuration: one frozen dataclass, saved in every checkpoint and in TensorBoard's hparams.
+
+Each field carries its help text: the CLI makes one `main` flag of each field from it, so adding a flag is adding a
+field here. Values that live in other tables (dataset recipes, limits, choices) are added to the help by the CLI.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,21 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .datasets import DATASETS
 from .errors import ConfigError
 
-# name -> (channels, image size)
-DATASETS = {"mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64), "folder": (3, 64)}
-# Each dataset's recipe: the settings where it differs from the defaults below, applied by Config.for_dataset to
-# whatever the user did not set (a new run from the CLI). MNIST and Fashion-MNIST have labels, and a conditional
-# model scores better in the same minutes (FID 7.1 against 12.8 on MNIST, 41.5 against 44.0 on Fashion-MNIST:
-# benchmarks/RESULTS.md, sections 10 and 11). Colour images need the convolutional generator (the MLP draws blurred
-# colour blobs: README, "Switching datasets"); batch 64 keeps its steps short; its Adam settings are the ones it was
-# measured with.
-# Fashion-MNIST's generator swings more from step to step, so its weight average reaches back further: runs end on
-# their best epoch (final FID 38.5 and 39.3 against 49.0 and 49.1, two seeds; RESULTS.md section 12). On MNIST that
-# span cost FID (12.8 against 7.3).
-DIGITS_RECIPE = {"conditional": True}
-GARMENTS_RECIPE = {**DIGITS_RECIPE, "ema_span": 1 / 3, "ema_decay": 0.9999}
-PHOTO_RECIPE = {"arch": "dcgan", "batch_size": 64, "b1": 0.5, "b2": 0.999}
-RECIPES: dict[str, dict[str, Any]] = {
-    "mnist": DIGITS_RECIPE, "fashion-mnist": GARMENTS_RECIPE,
-    "cifar10": PHOTO_RECIPE, "celeba": PHOTO_RECIPE, "folder": PHOTO_RECIPE,
-}  # fmt: skip
 ARCHITECTURES = ("dcgan", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)
 LR_SCHEDULES = ("constant", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+CHOICES = {"dataset": tuple(DATASETS), "arch": ARCHITECTURES, "precision": PRECISIONS, "loss": LOSSES,
+           "lr_schedule": LR_SCHEDULES, "device": DEVICES}  # fmt: skip
 
 # Inclusive bounds; beyond them a run crashes (BatchNorm needs 2 images a batch; the k-NN metrics need
 # 100 samples to mean anything) or a crafted checkpoint would make us allocate gigabytes before failing.
 MIN_EVAL_SAMPLES = 100
-LIMITS = {
+LIMITS: dict[str, tuple[int, int]] = {
     "epochs": (1, 1_000_000),
     "batch_size": (2, 65_536),
     "latent_dim": (1, 4096),
@@ -50,7 +39,10 @@ LIMITS = {
     "r1_every": (1, 1_000_000),
     "num_classes": (0, 100_000),
     "seed": (0, 2**31 - 1),
+    "time_budget": (0, 10_000_000),  # minutes
+    "r1": (0, 10_000),
 }
+OPEN_BELOW_ONE = ("b1", "b2", "ema_decay", "lr_d")  # in [0, 1)
 # Settings added after the first release, and the value that means "as before they existed": a saved config without
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
 BEFORE_FIELD_EXISTED = {
@@ -64,95 +56,95 @@ MODEL_FIELDS = (
     "dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std", "conditional",
     "num_classes",
 )  # fmt: skip
+NOT_FLAGS = ("num_classes",)  # counted from the data, never given
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A field with its --help text (and any other typer.Option settings, such as an envvar)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
 class Config:
     # Data
-    dataset: str = "mnist"
-    data_dir: str = "data"  # torchvision layout
-    download: bool = True  # fetch the dataset into data_dir when it is missing
-    img_size: int = 0  # 0: the dataset's own size (28 for MNIST)
-    channels: int = 0  # 0: the dataset's own channel count
+    dataset: str = option("mnist", "Dataset.")
+    data_dir: str = option("data", "Dataset root (torchvision layout); downloaded there if missing.",
+                           envvar="MNIST_GAN_DATA_DIR")  # fmt: skip
+    download: bool = option(True, "Download the dataset into --data-dir when it is missing.")
+    img_size: int = option(0, "Image side in pixels; 0: the dataset's own.")
+    channels: int = option(0, "Image channels; 0: the dataset's own.")
 
-    # Model. The MLP is the default: on a CPU it reaches good digits sooner than the DCGAN
-    # (IS 8.6 vs 7.0 after the same minutes here; README and benchmarks/).
-    arch: str = "mlp"
-    latent_dim: int = 100
-    width: int = 32  # DCGAN base channel count (G: 128-64-1 channels); the MLP ignores it
-    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
-    minibatch_std: bool = True  # D also sees the spread of its features over groups of 4 images (ProGAN): variety
-    conditional: bool = False  # G draws the class it is given, D judges image and class together (labelled data;
-    # MNIST's and Fashion-MNIST's recipe turns it on)
-    num_classes: int = 0  # classes of a conditional model; 0: counted from the data when the run starts
+    # Model: on a CPU the MLP reaches good digits sooner than the DCGAN (benchmarks/RESULTS.md)
+    arch: str = option("mlp", "Architecture.")
+    latent_dim: int = option(100, "Size of the noise vector z.")
+    width: int = option(32, "DCGAN base channel count (ignored by mlp).")
+    spectral_norm: bool = option(False, "Spectral normalisation of D's layers (Miyato et al. 2018).")
+    minibatch_std: bool = option(True, "D also sees the spread of its features over small groups of images "
+                                       "(ProGAN): more variety.")  # fmt: skip
+    conditional: bool = option(False, "Class-conditional G and D (labelled data): `generate --label 7` draws the "
+                                      "class asked for.")  # fmt: skip
+    num_classes: int = option(0, "Classes of a conditional model; 0: counted from the data when the run starts.")
 
-    # Optimisation: Adam with StyleGAN2's b1 = 0, b2 = 0.99 (beside R1 they beat the DCGAN paper's 0.5, 0.999: FID
-    # 12.8 against 18.5 in a default run), at a higher learning rate than the usual 2e-4: 2e-3 beat 1e-3, 5e-4 and
-    # 2e-4 at equal steps; batch 256 keeps the CPU busy (3x the images/s of 64).
-    epochs: int = 50  # under 10 minutes on a 2-core AVX2 CPU (README)
-    batch_size: int = 256
-    lr: float = 2e-3
-    b1: float = 0.0
-    b2: float = 0.99
-    lr_d: float = 0.0  # D's learning rate; 0: the same as lr (two time-scales when it differs)
-    lr_schedule: str = "linear"  # linear: decay to 0 at the end of the run (its epochs or its time budget); constant
-    loss: str = "ns"  # ns: non-saturating, on logits; hinge
-    r1: float = 1.0  # gamma of the R1 penalty, gamma/2 * |grad D(x)|^2 on real images (Mescheder et al. 2018); 0: off
-    r1_every: int = 4  # apply R1 on one step in this many, r1_every times as strong (StyleGAN2's lazy R1)
-    ema_decay: float = 0.999  # generator weight average used for samples and export; 0 turns it off. Its decay
-    # grows with the steps, so the average reaches back over about ema_span of the steps so far, until this caps it
-    ema_span: float = 1 / 9
-    precision: str = "auto"  # auto: bf16 where the hardware runs it fast, else fp32
-    compile: bool = False  # torch.compile G, and D when R1 is off (a slow start; pays off on GPUs and long runs)
-    sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics over every rank's batch
-    max_batches: int = 0  # cap on batches per epoch for quick runs; 0: the whole dataset
-    time_budget: float = 0.0  # minutes of training (summed over resumes) after which the run ends cleanly; 0: none
+    # Optimisation: Adam at a higher learning rate than the usual 2e-4 (measured: benchmarks/RESULTS.md)
+    epochs: int = option(50, "Passes over the training set.")
+    batch_size: int = option(256, "Images per batch; per process under torchrun, where --lr is not scaled for you.")
+    lr: float = option(2e-3, "Adam learning rate, for G and D.")
+    b1: float = option(0.0, "Adam beta1.")
+    b2: float = option(0.99, "Adam beta2.")
+    lr_d: float = option(0.0, "Adam learning rate of D; 0: the same as --lr (two time-scales when it differs).")
+    lr_schedule: str = option("linear", "constant, or linear: both learning rates fall to 0 at the end of the run "
+                                        "(its epochs, or --time-budget if sooner).")  # fmt: skip
+    loss: str = option("ns", "Loss: ns (non-saturating, on logits) or hinge.")
+    r1: float = option(1.0, "Weight gamma of the R1 penalty on D's gradient at real images; 0: off.")
+    r1_every: int = option(4, "Apply R1 on one step in this many, as many times as strong (lazy R1: the same "
+                                "effect, cheaper).")  # fmt: skip
+    ema_decay: float = option(0.999, "Decay of the generator's weight average used for samples and export, at "
+                                     "most; 0: off.")  # fmt: skip
+    ema_span: float = option(1 / 9, "How far back the weight average reaches, as a fraction of the steps so far "
+                                    "(until --ema-decay caps it).")  # fmt: skip
+    precision: str = option("auto", "auto (bf16 where the hardware runs it fast), fp32 or bf16.")
+    compile: bool = option(False, "torch.compile G (and D when --r1 is 0): a slow start, then faster steps "
+                                  "(GPUs, long runs).")  # fmt: skip
+    sync_batchnorm: bool = option(False, "Under torchrun on GPUs: BatchNorm statistics over every rank's batch.")
+    max_batches: int = option(0, "Cap on batches per epoch, for quick runs; 0: no cap.")
+    time_budget: float = option(0.0, "Minutes of training (summed over resumes) after which the run ends cleanly "
+                                     "(final evaluation, checkpoint, generator.pth); resumable. 0: none.")  # fmt: skip
 
     # Logging, evaluation and output
-    run_dir: str = ""  # "": a new folder under runs/ named by date and time
-    log_every: int = 10  # steps between TensorBoard scalars
-    sample_interval: int = 200  # steps between saved sample grids; 0 turns them off
-    eval_every: int = 1  # epochs between quality evaluations; 0 turns them off
-    eval_samples: int = 500  # generated images per evaluation: about 0.3 s, under 10% of a default epoch
-    inception_fid: bool = False  # also the standard FID on Inception-v3 features (needs torch-fidelity and weights)
-    inception_weights: str = ""  # the Inception weights file; "": torch's hub cache, downloaded when online
-    keep_last: int = (
-        3  # per-epoch checkpoints kept (30 MB each for the MLP); 0 keeps all. best.pt and generator.pth stay
-    )
-    seed: int = 0
-    device: str = "auto"
+    run_dir: str = option("", "Folder for events, checkpoints and images; default: runs/<date_time>.")
+    log_every: int = option(10, "Steps between TensorBoard scalars.")
+    sample_interval: int = option(200, "Batches between saved sample grids; 0: only per epoch.")
+    eval_every: int = option(1, "Epochs between quality evaluations (and the last epoch); 0: off.")
+    eval_samples: int = option(500, "Generated images per evaluation during training.")
+    inception_fid: bool = option(False, "Also the standard FID on Inception-v3 features (needs torch-fidelity; "
+                                        "slow on a CPU).")  # fmt: skip
+    inception_weights: str = option("", "Weights file for --inception-fid; default: downloaded.",
+                                    envvar="MNIST_GAN_INCEPTION_WEIGHTS")  # fmt: skip
+    keep_last: int = option(3, "Per-epoch checkpoints to keep; 0: all. best.pt and generator.pth always stay.")
+    seed: int = option(0, "Random seed.")
+    device: str = option("auto", "Device.")
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_choice("dataset", self.dataset, tuple(DATASETS))
-        check_choice("arch", self.arch, ARCHITECTURES)
-        check_choice("precision", self.precision, PRECISIONS)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        check_choice("device", self.device, DEVICES)
-        channels, size = DATASETS[self.dataset]
+        for name, choices in CHOICES.items():
+            check_choice(name, getattr(self, name), choices)
+        spec = DATASETS[self.dataset]
         # Fill the dataset's defaults so a saved config is explicit.
-        object.__setattr__(self, "img_size", self.img_size or size)
-        object.__setattr__(self, "channels", self.channels or channels)
+        object.__setattr__(self, "img_size", self.img_size or spec.size)
+        object.__setattr__(self, "channels", self.channels or spec.channels)
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if not low <= value <= high:
+            if not low <= value <= high:  # NaN fails too
                 raise ConfigError(f"{name} must be between {low:,} and {high:,}, got {value!r}", name)
-        if self.channels != channels:
+        if self.channels != spec.channels:
             raise ConfigError(
-                f"{self.dataset} images have {channels} channel(s); channels cannot be {self.channels}", "channels"
-            )
-        if not 0 <= self.time_budget <= 1e7:  # NaN fails too
-            raise ConfigError(
-                f"time_budget must be between 0 and 10,000,000 minutes, got {self.time_budget}", "time_budget"
+                f"{self.dataset} images have {spec.channels} channel(s); channels cannot be {self.channels}", "channels"
             )
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}", "lr")
-        if not 0 <= self.r1 <= 1e4:
-            raise ConfigError(f"r1 must be between 0 and 10,000, got {self.r1}", "r1")
         if not 0 < self.ema_span <= 1:
             raise ConfigError(f"ema_span must be in (0, 1], got {self.ema_span}", "ema_span")
-        for name in ("b1", "b2", "ema_decay", "lr_d"):
+        for name in OPEN_BELOW_ONE:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
         if self.conditional and self.num_classes == 1:
@@ -165,8 +157,10 @@ class Config:
 
     @classmethod
     def for_dataset(cls, **given: Any) -> Config:
-        """A new run's config: the settings given, the dataset's recipe (RECIPES) for the others, else the defaults."""
-        return cls(**{**RECIPES.get(given.get("dataset", cls.dataset), {}), **given})
+        """A new run's config: the settings given, the dataset's recipe for the others, else the defaults."""
+        dataset = given.get("dataset", cls.dataset)
+        recipe = DATASETS[dataset].recipe if dataset in DATASETS else {}  # an unknown name fails in __post_init__
+        return cls(**{**recipe, **given})
 
     @property
     def lr_discriminator(self) -> float:

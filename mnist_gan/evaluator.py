@@ -20,11 +20,11 @@ from . import formats
 from .config import MIN_EVAL_SAMPLES
 from .data import load_dataset, to_unit_range
 from .data.cache import CACHE_DIR, cache_dir
-from .errors import CheckpointError, DataError, NoEvaluator
+from .datasets import DATASETS
+from .errors import DataError, NoEvaluator
 
 log = logging.getLogger(__name__)
 FEATURES = 128
-SHIPPED = ("mnist", "fashion-mnist")  # datasets whose evaluator comes with the package
 
 
 class Evaluator(nn.Module):
@@ -84,7 +84,7 @@ def packaged_weights(dataset: str) -> Path:
 def evaluator_path(dataset: str, data_dir: str | Path) -> Path:
     """Where a dataset's evaluator is: in the package for MNIST and Fashion-MNIST, else in the data's cache (see
     data/cache.py), or beside the data where an earlier one was made before the folder became read-only."""
-    if dataset in SHIPPED:
+    if DATASETS[dataset].shipped_evaluator:
         return packaged_weights(dataset)
     name = f"evaluator_{dataset}.pt"
     path, beside = cache_dir(data_dir) / name, Path(data_dir) / CACHE_DIR / name
@@ -121,22 +121,14 @@ def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int
 def load_evaluator(dataset: str, path: Path, device: torch.device | str = "cpu") -> tuple[Evaluator, dict[str, Any]]:
     """An evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
     if not path.is_file():
-        data_dir = "" if dataset in SHIPPED else f" --data-dir {path.parent.parent}"
+        data_dir = "" if DATASETS[dataset].shipped_evaluator else f" --data-dir {path.parent.parent}"
         raise NoEvaluator(
             f"no evaluator for {dataset} at {path}; create it with "
             f"`python -m mnist_gan train-evaluator --dataset {dataset}{data_dir}`"
         )
     payload = formats.load(path, (formats.EVALUATOR,))
-    shape = payload.get("shape", {})  # files before RGB datasets: the 28 px grey 10-class classifier
-    if not (isinstance(shape, dict) and shape.keys() <= {"channels", "num_classes", "size"}
-            and shape.get("channels", 1) in (1, 3) and shape.get("size", 28) in (28, 32)
-            and type(shape.get("num_classes", 10)) is int and 2 <= shape.get("num_classes", 10) <= 1000):  # fmt: skip
-        raise CheckpointError(f"{path} is not an evaluator file: its shape {shape!r} is not one mnist_gan builds")
-    classes = payload.get("classes")
-    if not (classes is None or isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
-        raise CheckpointError(f"{path} is not an evaluator file: its classes {classes!r} are not a list of names")
-    evaluator = formats.load_weights(Evaluator(**shape), payload["state_dict"], path, "the evaluator")
-    metadata = {key: value for key, value in payload.items() if key != "state_dict"}
+    shape, weights, metadata = formats.evaluator_parts(payload, path)
+    evaluator = formats.load_weights(Evaluator(**shape), weights, path, "the evaluator")
     return evaluator.to(device).eval(), metadata
 
 

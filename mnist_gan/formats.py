@@ -97,6 +97,23 @@ def is_state_dict(value: Any) -> bool:
     )
 
 
+def saved_config(payload: dict[str, Any]) -> Config:
+    """The run configuration a loaded file holds (checked by load)."""
+    return Config.from_dict(payload["config"])
+
+
+def generator_weights(payload: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int]:
+    """The generator to sample from (the weight average when the file has one, as training exports it) and the
+    epochs it was trained for, from a checkpoint or an exported generator."""
+    weights = payload.get("generator_ema") or payload["generator"]
+    return weights, int(payload.get("epochs_done", payload.get("epoch", 0)))
+
+
+def training_time(payload: dict[str, Any]) -> float:
+    """Seconds of training a checkpoint records, summed over resumes."""
+    return float(payload["elapsed"])
+
+
 # ----------------------------------------------------------------------------------- training checkpoint
 def checkpoint_fields(state: TrainingState, config: Config) -> dict[str, Any]:
     """Models, optimizers, position, config, data fingerprint, fixed noise and RNG states."""
@@ -157,5 +174,25 @@ def generator_fields(config: Config, generator: nn.Module, epochs_done: int) -> 
 
 
 def evaluator_fields(evaluator: nn.Module, **metadata: Any) -> dict[str, Any]:
-    """The classifier's weights and what is known about it (dataset, test accuracy, real-data reference)."""
+    """The classifier's weights, its shape and what is known about it (dataset, test accuracy, real-data
+    reference, a folder's class names)."""
     return {"state_dict": evaluator.state_dict(), "shape": evaluator.shape, **metadata}
+
+
+EVALUATOR_SHAPE = {"channels": 1, "num_classes": 10, "size": 28}  # files before RGB datasets: MNIST's classifier
+
+
+def evaluator_parts(payload: dict[str, Any], path: str | Path) -> tuple[dict[str, int], dict, dict[str, Any]]:
+    """(shape, weights, metadata) of a loaded evaluator file, each field checked: a crafted file can neither
+    crash us nor make us allocate gigabytes."""
+    shape = {**EVALUATOR_SHAPE, **payload.get("shape", {})} if isinstance(payload.get("shape", {}), dict) else None
+    if not (shape and shape.keys() == EVALUATOR_SHAPE.keys() and shape["channels"] in (1, 3)
+            and shape["size"] in (28, 32) and type(shape["num_classes"]) is int
+            and 2 <= shape["num_classes"] <= 1000):  # fmt: skip
+        raise CheckpointError(f"{path} is not an evaluator file: its shape {payload.get('shape')!r} is not one "
+                              "mnist_gan builds")  # fmt: skip
+    classes = payload.get("classes")
+    if not (classes is None or isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
+        raise CheckpointError(f"{path} is not an evaluator file: its classes {classes!r} are not a list of names")
+    metadata = {key: value for key, value in payload.items() if key != "state_dict"}
+    return shape, payload["state_dict"], metadata

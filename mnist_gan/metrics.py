@@ -1,14 +1,15 @@
-"""Quality metrics on the evaluator's features and logits: FID, KID, IS, mode coverage, precision/recall, density/coverage."""
+"""Quality metrics on the evaluator's features and logits (FID, KID, IS, mode coverage, precision/recall,
+density/coverage), and the meters that score generated images with them during training and in `evaluate`."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -17,11 +18,14 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
-from .data import to_uint8
-from .errors import MnistGanError, NoInception
-from .evaluator import Evaluator
-from .sampling import scoring_sample
+from .data import class_names, load_dataset
+from .errors import MnistGanError, NoEvaluator, NoInception
+from .evaluator import Evaluator, check_fits, evaluator_path, load_evaluator
 
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger(__name__)
 # Name, then whether higher is better: the order of every table.
 METRICS = {
     "fid": False,
@@ -41,7 +45,7 @@ MAX_EVAL_SAMPLES = LIMITS["eval_samples"][1]
 EVAL_SEED = 12345  # the noise of every per-epoch evaluation: epochs are scored on the same z
 # torchmetrics gathers a metric's inputs from every process when torch.distributed is running; under torchrun
 # rank 0 alone evaluates, on the whole sample, so the metrics must not wait for the other ranks.
-LOCAL = False
+SYNC_ACROSS_RANKS = False
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
 FAIR_SHARE = 0.5  # a class is covered when it holds at least half its uniform share (5% of samples for 10 classes)
 
@@ -66,7 +70,7 @@ def quiet_feature_buffer_warning() -> Iterator[None]:
 
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
-    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=LOCAL)
+    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=SYNC_ACROSS_RANKS)
     fid.update(real.double(), real=True)
     fid.update(fake.double(), real=False)
     return fid.compute().item()
@@ -77,7 +81,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     size = min(1000, len(real), len(fake))
     with quiet_feature_buffer_warning():
         kid = KernelInceptionDistance(
-            feature=Precomputed(real.shape[1]), subset_size=size, subsets=50, sync_on_compute=LOCAL
+            feature=Precomputed(real.shape[1]), subset_size=size, subsets=50, sync_on_compute=SYNC_ACROSS_RANKS
         )
     kid.update(real.float(), real=True)  # float32 is ample for a kernel average and 5x faster than float64
     kid.update(fake.float(), real=False)
@@ -87,7 +91,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 def inception_score(logits: torch.Tensor) -> float:
     """exp(E[KL(p(y|x) || p(y))]) over 10 splits; 10 is the maximum for 10 classes."""
     with quiet_feature_buffer_warning():
-        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10, sync_on_compute=LOCAL)
+        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10, sync_on_compute=SYNC_ACROSS_RANKS)
     score.update(logits.double())
     return score.compute()[0].item()
 
@@ -186,7 +190,7 @@ def check_sample_count(count: int, what: str) -> None:
 class QualityMeter:
     """Scores generated images against real ones (the test split) in an evaluator's feature space.
 
-    Takes tensors, not paths: evaluation.quality_meter() loads the files. The real side is embedded once.
+    Takes tensors, not paths: quality_meter() loads the files. The real side is embedded once.
     """
 
     def __init__(
@@ -224,90 +228,46 @@ class QualityMeter:
                 results |= class_metrics(self.test_features, self.test_labels, features, logits, labels.cpu())
         return {name: results[name] for name in (*METRICS, *CONDITIONAL_METRICS, "class_fids") if name in results}
 
-    def score_generator(
-        self, generator: nn.Module, num_images: int, latent_dim: int, seed: int = EVAL_SEED
-    ) -> dict[str, Any]:
-        """Scores num_images samples; a conditional generator draws every class in equal share."""
-        return self.score(*scoring_sample(generator, num_images, latent_dim, seed))
+
+class Meter(Protocol):
+    """What scores a sample during training: QualityMeter, or the Inception FID (inception.py)."""
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]: ...
 
 
-def fixed_subset(images: torch.Tensor, num_images: int = 10_000) -> torch.Tensor:
-    """A fixed random subset (seed 0): the real training images the reference metrics are measured on."""
-    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]]
+def quality_meter(
+    dataset: str, data_dir: str | Path, device: torch.device | str = "cpu", path: Path | None = None,
+    download: bool = True,
+) -> QualityMeter:  # fmt: skip
+    """The dataset's evaluator (or the one at path) and test split, ready to score generated images; NoEvaluator
+    when there is none, or it does not fit the data."""
+    path = path or evaluator_path(dataset, data_dir)
+    evaluator, metadata = load_evaluator(dataset, path, device)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
+    names = class_names(dataset, data_dir)
+    data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
+            "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
+    check_fits(evaluator, metadata, path, data)
+    return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
 
 
-class InceptionFid:
-    """The standard FID (Heusel et al. 2017): Inception-v3's 2048 pool features of the images resized to 299 x 299
-    in RGB, by torchmetrics over torch-fidelity's port of the original TensorFlow weights. Comparable with
-    published figures, unlike the evaluator's FID, but about 6 GFLOP an image: fast on a GPU, minutes on a CPU.
-    The real side (the test split, up to 10,000 images) is embedded once."""
-
-    def __init__(self, real_images: torch.Tensor, weights: str = "", device: torch.device | str = "cpu") -> None:
-        self.device = torch.device(device)
-        self.metric = load_inception_fid(weights).to(self.device)
-        for chunk in as_rgb_uint8(fixed_subset(real_images)).split(INCEPTION_CHUNK):
-            self.metric.update(chunk.to(self.device), real=True)
-
-    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        self.metric.reset()  # the generated side only: reset_real_features is off
-        for chunk in as_rgb_uint8(images).split(INCEPTION_CHUNK):
-            self.metric.update(chunk.to(self.device), real=False)
-        return {"inception_fid": self.metric.compute().item()}
-
-
-INCEPTION_CHUNK = 100  # images through Inception at a time: 299 x 299 activations are large
-
-
-def load_inception_fid(weights: str = "") -> FrechetInceptionDistance:
-    """torchmetrics' FID on Inception features, with the weights from `weights` (a .pth file) or, when empty,
-    downloaded into torch's hub cache; NoInception says why it cannot be had and how to get it."""
-    how = (
-        "install torch-fidelity (pip install 'mnist-gan[inception]') and either go online once or pass "
-        "--inception-weights (env MNIST_GAN_INCEPTION_WEIGHTS) naming pt_inception-2015-12-05-6726825d.pth"
-    )
-    if weights and not Path(weights).is_file():
-        raise NoInception(f"the Inception weights {weights} do not exist; {how}")
+def quality_meters(config: Config, device: torch.device) -> list[Meter]:
+    """The meters of a run's per-epoch metrics: the evaluator's, and with --inception-fid the standard FID. Whichever
+    cannot be had (no fitting evaluator; no Inception weights offline) is left out with one warning; none at all
+    (or --eval-every 0) turns the metrics off."""
+    if not config.eval_every:
+        return []
+    meters: list[Meter] = []
     try:
-        with tensors_only_copy(weights, how) as path:
-            return FrechetInceptionDistance(
-                feature=2048,
-                reset_real_features=False,
-                feature_extractor_weights_path=path,
-                sync_on_compute=LOCAL,
-            )
-    except NoInception:
-        raise
-    except ModuleNotFoundError:
-        raise NoInception(f"Inception FID needs the torch-fidelity package; {how}") from None
-    except Exception as error:  # offline (URLError, OSError), a damaged or foreign weights file...
-        raise NoInception(
-            f"the Inception weights could not be loaded ({type(error).__name__}: {error}); {how}"
-        ) from None
+        meters.append(quality_meter(config.dataset, config.data_dir, device, download=config.download))
+    except NoEvaluator as error:
+        log.warning(f"quality metrics are off: {error}")
+    if config.inception_fid:
+        from .inception import inception_meter  # torch-fidelity: only when asked for
 
-
-@contextlib.contextmanager
-def tensors_only_copy(weights: str, how: str) -> Iterator[str | None]:
-    """The weights file read as tensors only (weights_only: a crafted file cannot run code) and saved again to a
-    private temporary file, which is what torch-fidelity gets: it loads its file with weights_only=False."""
-    if not weights:
-        yield None
-        return
-    try:
-        with warnings.catch_warnings():  # torch warns of pickle protocols it was not written with: not the user's
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle that asks for code, a damaged file...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise NoInception(f"{weights} is not a file of Inception weights (tensors only): {reason}; {how}") from None
-    if not (isinstance(state, dict) and all(isinstance(value, torch.Tensor) for value in state.values())):
-        raise NoInception(f"{weights} is not a file of Inception weights: it holds a {type(state).__name__}; {how}")
-    with tempfile.TemporaryDirectory(prefix="mnist_gan_inception_") as folder:
-        copy = Path(folder) / "inception.pth"
-        torch.save(state, copy)
-        yield str(copy)
-
-
-def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] or uint8, grey or RGB, as uint8 RGB: what Inception takes."""
-    images = images if images.dtype == torch.uint8 else to_uint8(images)
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        try:
+            meters.append(inception_meter(config.dataset, config.data_dir, config.inception_weights, device,
+                                          download=config.download))  # fmt: skip
+        except NoInception as error:
+            log.warning(f"Inception FID is off: {error}")
+    return meters

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,13 +14,12 @@ import torch
 from .data import to_uint8
 from .errors import MnistGanError, OutputError
 from .files import atomic_output, describe
-from .runs import IMAGES_DIR
+from .runs import IMAGES_DIR, epoch_grids
 
 if TYPE_CHECKING:
     from PIL import Image
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what matplotlib writes, chosen by the name
-EPOCH_GRID = re.compile(r"epoch_(\d+)\.png")  # a run's grid after each epoch, numbered from 0
 MAX_GRID_IMAGES = 1024  # a 32 x 32 grid (about 1000 pixels a side for MNIST); more is an array's job
 
 
@@ -125,8 +123,8 @@ def save_images(images: torch.Tensor, path: Path, nrow: int | None = None) -> Pa
 
 
 def write_npz(path: Path, images: np.ndarray) -> None:
-    """np.savez's file, `images` stored uncompressed, as evaluation suites such as ADM's keep their samples: 0.01 s for
-    10,000 images (7.8 MB), where deflating them (zlib level 1) took 0.08-0.19 s of generate's 3 seconds."""
+    """np.savez's file, `images` stored uncompressed, as evaluation suites such as ADM's keep their samples: writing
+    it is a small part of generate's time, where deflating it was not (benchmarks/RESULTS.md, section 11)."""
     with open(path, "wb") as file:  # a file object: np.savez would append .npz to a name ending in .NPZ
         np.savez(file, images=images)
 
@@ -174,9 +172,7 @@ def animate_run(run_dir: Path, out: Path, frame_ms: int = 200) -> int:
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(run_dir) / IMAGES_DIR
-    grids = sorted(
-        (int(match[1]), path) for path in folder.glob("epoch_*.png") if (match := EPOCH_GRID.fullmatch(path.name))
-    )
+    grids = epoch_grids(run_dir)
     if not grids:
         raise MnistGanError(f"{folder} holds no epoch grids (epoch_N.png): is {run_dir} a run that finished an epoch?")
     frames = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -14,13 +15,34 @@ from .files import TEMPORARY_MARK, probe_writable, write_text
 log = logging.getLogger(__name__)
 RUNS_ROOT = Path("runs")
 CHECKPOINT_DIR = "checkpoints"  # epoch_003.pt, epoch_003_batch_00120.pt
-IMAGES_DIR = "images"  # epoch_0.png ..., step_0000200.png ...
+IMAGES_DIR = "images"  # epoch_0.png ..., step_0000200.png ... (epoch_grid, step_grid)
 GENERATOR_FILE = "generator.pth"
 BEST_FILE = "best.pt"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 EVENTS_PATTERN = "events.out.tfevents.*"
 OUTPUTS = (CHECKPOINT_DIR, IMAGES_DIR, GENERATOR_FILE, BEST_FILE, METRICS_FILE)
+
+
+EPOCH_GRID = re.compile(r"epoch_(\d+)\.png")  # a run's grid after each epoch, numbered from 0
+
+
+def epoch_grid(epoch: int) -> str:
+    """The name (without .png) of the fixed-noise grid after an epoch."""
+    return f"epoch_{epoch}"
+
+
+def step_grid(step: int) -> str:
+    """The name of a grid saved within an epoch, at a step."""
+    return f"step_{step:07d}"
+
+
+def epoch_grids(run_dir: Path) -> list[tuple[int, Path]]:
+    """A run's per-epoch grids, (epoch, path) in epoch order."""
+    folder = Path(run_dir) / IMAGES_DIR
+    return sorted(
+        (int(match[1]), path) for path in folder.glob("epoch_*.png") if (match := EPOCH_GRID.fullmatch(path.name))
+    )
 
 
 def new_run_dir(root: Path = RUNS_ROOT) -> Path:

@@ -38,7 +38,7 @@ class TrainingState:
     parallel: tuple[nn.Module, nn.Module] | None = None
 
     @property
-    def sampler(self) -> nn.Module:
+    def sample_generator(self) -> nn.Module:
         """The generator used for samples, evaluation and export: the weight average when there is one."""
         return self.ema.module if self.ema is not None else self.generator
 
@@ -78,7 +78,7 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
 
 
 def adam(model: torch.nn.Module, lr: float, config: Config, device: torch.device) -> torch.optim.Adam:
-    """Adam as one fused kernel per step where torch has one (CPU, CUDA): at batch 64 on a 2-core AVX2 CPU the
-    whole training step ran 1.4x faster than with the per-tensor version (benchmarks/RESULTS.md, section 7)."""
+    """Adam as one fused kernel per step where torch has one (CPU, CUDA): faster than the per-tensor version
+    (benchmarks/RESULTS.md, section 7)."""
     fused = device.type in ("cpu", "cuda")
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(config.b1, config.b2), fused=fused or None)

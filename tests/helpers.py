@@ -194,3 +194,12 @@ class RunsCode:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def forbidden(what: str):
+    """A stand-in for a function that must not be called: proof that something was refused before any work."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what}, although the input should have been refused first")
+
+    return fail

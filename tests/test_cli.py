@@ -18,7 +18,7 @@ from PIL import Image
 
 from helpers import assert_clean_failure, run
 from mnist_gan import __main__ as main_module
-from mnist_gan import formats
+from mnist_gan import formats, trainer
 from mnist_gan.__main__ import app, user_errors
 from mnist_gan.config import Config
 from mnist_gan.data.mnist import TORCHVISION_DATASETS
@@ -39,12 +39,33 @@ def test_help_lists_every_command_and_each_command_lists_its_options() -> None:
             assert option in help_text.output, (name, option)
 
 
-def test_every_config_field_is_a_main_flag() -> None:
-    """Every hyperparameter is a flag of `main` (and the CLI passes it on under the same name); num_classes is
-    not a setting but a fact of the data, counted when a conditional run starts."""
+def test_every_config_field_is_a_main_flag_whose_value_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every hyperparameter is a flag of `main`, and the value typed arrives in the Config under its name;
+    num_classes is not a setting but a fact of the data, counted when a conditional run starts."""
     flags = {opt for param in typer.main.get_command(app).commands["main"].params for opt in param.opts}
     fields = {field.name for field in dataclasses.fields(Config)} - {"num_classes"}
     assert {"--" + name.replace("_", "-") for name in fields} <= flags
+    typed = dict(dataset="folder", data_dir="elsewhere", download=False, img_size=32, channels=3, arch="dcgan",
+                 latent_dim=64, width=16, spectral_norm=True, minibatch_std=False, conditional=True, epochs=7,
+                 batch_size=48, lr=1e-3, b1=0.3, b2=0.95, lr_d=5e-4, lr_schedule="constant", loss="hinge", r1=2.0,
+                 r1_every=3, ema_decay=0.99, ema_span=0.25, precision="fp32", compile=True, sync_batchnorm=True,
+                 max_batches=9, time_budget=1.5, run_dir="somewhere", log_every=7, sample_interval=11, eval_every=2,
+                 eval_samples=300, inception_fid=True, inception_weights="w.pth", keep_last=5, seed=13,
+                 device="cpu")  # fmt: skip
+    assert set(typed) == fields and all(typed[name] != getattr(Config(), name) for name in typed)
+    accepted = []
+    monkeypatch.setattr(trainer, "train", accepted.append)  # parsing only
+    args = [item for name, value in typed.items() for item in flag_and_value(name, value)]
+    result = run("main", *args)
+    assert result.exit_code == 0, result.output
+    assert accepted == [Config(**typed)]
+
+
+def flag_and_value(name: str, value) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + flag[2:]]
+    return [flag, str(value)]
 
 
 def test_generate_png_and_npz(trained_run: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from mnist_gan.errors import MnistGanError
 from mnist_gan.evaluator import evaluator_path, load_evaluator
 from mnist_gan.models import build_models
 from mnist_gan.state import new_state
-from mnist_gan.trainer import train_step
+from mnist_gan.step import train_step
 
 
 @pytest.fixture(scope="module")

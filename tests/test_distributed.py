@@ -19,7 +19,8 @@ from helpers import DATA_DIR, wait_for
 from mnist_gan import checkpoints, distributed, formats
 from mnist_gan.config import Config
 from mnist_gan.state import new_state
-from mnist_gan.trainer import prepare_models, r1_weight, train_step
+from mnist_gan.step import r1_weight, train_step
+from mnist_gan.trainer import prepare_models
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 SMALL_RUN = ["--arch", "mlp", "--batch-size", "32", "--eval-samples", "200", "--sample-interval", "10", "--seed", "2"]

@@ -16,9 +16,8 @@ from helpers import RunsCode, quick_config, read_events
 from mnist_gan import formats, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
-from mnist_gan.evaluation import quality_meter
 from mnist_gan.evaluator import evaluator_path, load_evaluator
-from mnist_gan.metrics import METRICS, QualityMeter
+from mnist_gan.metrics import METRICS, QualityMeter, quality_meter
 
 N = 2000
 
@@ -108,7 +107,9 @@ def test_evaluate_scores_an_npz_from_generate(trained_run: Path, tmp_path: Path,
         app, ["evaluate", "--images", str(npz), "--data-dir", str(data_dir), "--json", str(tmp_path / "s.json")]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "s.json").read_text())["num_images"] == 300
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["num_images"] == 300 and set(scores["metrics"]) >= set(METRICS)
+    assert all(np.isfinite(scores["metrics"][name]) for name in METRICS) and scores["reference"]["fid"] > 0
 
 
 def test_compare_two_runs(trained_run: Path, tmp_path: Path, data_dir: Path) -> None:

@@ -11,7 +11,7 @@ from mnist_gan.config import Config
 from mnist_gan.models import build_models
 from mnist_gan.models.layers import MinibatchStd
 from mnist_gan.state import TrainingState, ema_update, new_state
-from mnist_gan.trainer import (
+from mnist_gan.step import (
     discriminator_loss,
     generator_loss,
     r1_penalty,

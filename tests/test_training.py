@@ -12,7 +12,7 @@ from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from helpers import parameters, quick_config, read_events
-from mnist_gan import checkpoints, formats, resume, train, trainer
+from mnist_gan import checkpoints, epochs, formats, resume, step, train
 from mnist_gan.config import Config
 
 
@@ -48,17 +48,17 @@ def test_scalars_are_window_means_read_from_the_device_once_per_window(
 ) -> None:
     """No host sync per step (a GPU would wait for it): the statistics are summed on the device and read once
     per --log-every steps, and TensorBoard gets their mean over the window."""
-    real_step, real_read, reads = trainer.train_step, trainer.read_stats, []
+    real_step, real_read, reads = step.train_step, epochs.StatsWindow.read, []
 
     def numbered_step(state, *args):
         return {**real_step(state, *args), "loss_d": torch.tensor(float(state.step + 1))}  # step n reports n
 
-    def counted_read(config, state, totals, summed):
-        reads.append(summed)
-        return real_read(config, state, totals, summed)
+    def counted_read(window, session):
+        reads.append(window.steps)
+        return real_read(window, session)
 
-    monkeypatch.setattr(trainer, "train_step", numbered_step)
-    monkeypatch.setattr(trainer, "read_stats", counted_read)
+    monkeypatch.setattr(step, "train_step", numbered_step)
+    monkeypatch.setattr(epochs.StatsWindow, "read", counted_read)
     run = train(quick_config(tmp_path / "run", eval_every=0, log_every=3, sample_interval=0))
     logged = [(event.step, event.value) for event in read_events(run).Scalars("loss/discriminator")]
     assert logged == [(3, 2.0), (6, 5.0), (9, 8.0), (12, 11.0)]  # the means of steps 1-3, 4-6, ...

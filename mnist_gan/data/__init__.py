@@ -1,20 +1,30 @@
 """Datasets, one module per source (mnist: MNIST and Fashion-MNIST; cifar10; celeba; folder: any folder of images),
-and the batches training draws from them."""
+and the batches training draws from them. Which module reads which dataset is the dataset table's (datasets.py)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..config import DATASETS
-from .batches import batches_per_epoch, epoch_batches, fingerprint, resize, to_uint8, to_unit_range
+from ..datasets import DATASETS
+from .batches import (
+    batches_per_epoch,
+    epoch_batches,
+    fingerprint,
+    fixed_subset,
+    resize,
+    to_uint8,
+    to_unit_range,
+)  # fmt: skip
 
 __all__ = [
-    "batches_per_epoch", "epoch_batches", "fingerprint", "load_dataset", "resize",
+    "batches_per_epoch", "class_names", "epoch_batches", "fingerprint", "fixed_subset", "load_dataset", "resize",
     "to_uint8", "to_unit_range",
 ]  # fmt: skip
+Check = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 def load_dataset(
@@ -24,33 +34,37 @@ def load_dataset(
     train: bool = True,
     img_size: int = 0,
     download: bool = True,
-    check: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    check: Check | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,); img_size 0 is the
     dataset's own size. check(images, labels), when given, may refuse the data before any of it is cached.
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
-    img_size = img_size or DATASETS[name][1]
-    # Imported on use: the sources pull in torchvision, which sampling does not need.
-    if name == "folder":  # decoded at img_size once (crop, resize), then cached; every 10th image is the test split
-        from . import folder
+    images, labels = loader(name).load(name, data_dir, train=train, download=download,
+                                       img_size=img_size or DATASETS[name].size, check=check)  # fmt: skip
+    return images.contiguous(), labels
 
-        return folder.load(data_dir, img_size, train, check)
-    if name == "celeba":  # the same, for the split's files
-        from . import celeba
 
-        return celeba.load(data_dir, train, download, img_size, check)
-    if name == "cifar10":
-        from . import cifar10
+def class_names(name: str, data_dir: str | Path) -> list[str] | None:
+    """The class names a user's data defines (a folder's sub-folders); None where the dataset fixes them or has
+    none."""
+    read = getattr(loader(name), "class_names", None)
+    return (read(data_dir) or None) if read else None
 
-        images, labels = cifar10.load(data_dir, train, download)
-    else:
-        from . import mnist
 
-        images, labels = mnist.load(name, data_dir, train, download)
+def loader(name: str):
+    """The module that reads a dataset, imported on use: the sources pull in torchvision, which sampling does not
+    need."""
+    return importlib.import_module(f".{DATASETS[name].loader}", __name__)
+
+
+def at_size(
+    images: torch.Tensor, labels: torch.Tensor, img_size: int, check: Check | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A source read whole at its own size: resized (e.g. 28 -> 32 for a 32x32 model), then checked."""
     if img_size != images.shape[-1]:
         images = resize(images, img_size)
     if check is not None:
         check(images, labels)
-    return images.contiguous(), labels
+    return images, labels

@@ -75,3 +75,8 @@ def epoch_batches(
     for index in range(start, batches_per_epoch(len(images), step_size, max_batches)):
         batch = order[index * step_size + rank * batch_size :][:batch_size]
         yield to_unit_range(images[batch]), labels[batch]
+
+
+def fixed_subset(images: torch.Tensor, num_images: int = 10_000) -> torch.Tensor:
+    """A fixed random subset (seed 0): the real training images the reference metrics are measured on."""
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:num_images]]

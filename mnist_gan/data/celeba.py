@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, dataset_unavailable
-from . import folder
+from . import Check, folder
 
 FOLDER = "celeba"
 PARTITION = "list_eval_partition.txt"  # "000001.jpg 0" per image: 0 train, 1 validation, 2 test
@@ -20,7 +20,7 @@ SPLITS = {True: 0, False: 2}  # train: the training partition; test: the test pa
 
 
 def load(
-    data_dir: str | Path, train: bool, download: bool, img_size: int, check: folder.Check | None = None
+    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels all 0: CelebA has attributes, not classes)."""
     base = Path(data_dir) / FOLDER

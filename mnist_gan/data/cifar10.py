@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, dataset_unavailable
+from . import Check, at_size
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
@@ -38,8 +39,10 @@ class BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR-10 batch holds")
 
 
-def load(data_dir: str | Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 N x 3 x 32 x 32, labels int64 N) of one split."""
+def load(
+    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split."""
     folder = Path(data_dir) / FOLDER
     files = TRAIN_FILES + TEST_FILES
     present = all((folder / name).is_file() for name in files)
@@ -55,7 +58,7 @@ def load(data_dir: str | Path, train: bool, download: bool) -> tuple[torch.Tenso
     batches = [read_batch(folder / name) for name in (TRAIN_FILES if train else TEST_FILES)]
     images = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([labels for _, labels in batches])
-    return torch.from_numpy(images), torch.from_numpy(labels)
+    return at_size(torch.from_numpy(images), torch.from_numpy(labels), img_size, check)
 
 
 def what_to_put(folder: Path) -> str:

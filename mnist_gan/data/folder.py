@@ -14,7 +14,6 @@ import logging
 import os
 import stat
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..errors import DataError, OutputError
-from . import cache
+from . import Check, cache
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +29,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 CACHE_VERSION = 2  # bump when decoding or the cached files change, so old caches are not reused
 TEST_EVERY = 10  # every 10th image is the test split
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
-# Called on freshly decoded images before they are cached: a resumed run refuses other data without leaving a cache.
-Check = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 def load(
-    data_dir: str | Path, img_size: int, train: bool, check: Check | None = None
+    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split of the images under data_dir."""
     split_check = None if check is None else lambda images, labels: check(*split(images, labels, train))

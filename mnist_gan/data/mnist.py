@@ -9,15 +9,19 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
 
-from ..errors import DataError
+from ..errors import DataError, dataset_unavailable
+from . import Check, at_size
 
 TORCHVISION_DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 NUM_CLASSES = 10
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian header of the IDX files: uint8 data, 3 or 1 dimensions
 
 
-def load(name: str, data_dir: str | Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 N x 1 x 28 x 28, labels int64 N) of one split; downloaded by torchvision when missing."""
+def load(
+    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 N x 1 x img_size x img_size, labels int64 N) of one split; downloaded by torchvision when
+    missing."""
     raw = raw_folder(name, data_dir)
     files = split_files(raw, train)
     extract_archives(raw)
@@ -28,17 +32,15 @@ def load(name: str, data_dir: str | Path, train: bool, download: bool) -> tuple[
     try:
         dataset = TORCHVISION_DATASETS[name](root=str(data_dir), train=train, download=download)
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError... when offline
-        if all(path.is_file() for path in files.values()):
-            raise DataError(f"could not read {name} from {raw}: {error}") from None
-        reason = f"could not be downloaded: {error}" if download else "downloading is off (--no-download)"
-        raise DataError(missing_data_message(name, data_dir, reason)) from None
+        present = all(path.is_file() for path in files.values())
+        raise dataset_unavailable(name, data_dir, raw, error, download, present, what_to_put(name, raw)) from None
     labels = dataset.targets.clone()
     if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < NUM_CLASSES:
         raise DataError(
             f"{files['labels']} is damaged: labels must be 0..{NUM_CLASSES - 1}, "
             f"found {int(labels.min())}..{int(labels.max())}"
         )
-    return dataset.data.unsqueeze(1), labels
+    return at_size(dataset.data.unsqueeze(1), labels, img_size, check)
 
 
 def raw_folder(name: str, data_dir: str | Path) -> Path:
@@ -80,15 +82,13 @@ def check_idx_file(path: Path, kind: str) -> None:
         )
 
 
-def missing_data_message(name: str, data_dir: str | Path, reason: str) -> str:
-    folder = raw_folder(name, data_dir)
+def what_to_put(name: str, raw: Path) -> str:
     files = ", ".join(
         f"{split}-{kind}-idx{dims}-ubyte"
         for split in ("train", "t10k")
         for kind, dims in (("images", 3), ("labels", 1))
     )
     return (
-        f"{name} is not in --data-dir {str(data_dir)!r} and {reason}.\n"
-        f"Put {files} (or their .gz) in {folder}, or pass --data-dir (env MNIST_GAN_DATA_DIR) "
-        f"pointing at a folder that holds {TORCHVISION_DATASETS[name].__name__}/raw."
+        f"Put {files} (or their .gz) in {raw}, or pass --data-dir (env MNIST_GAN_DATA_DIR) pointing at a folder that "
+        f"holds {TORCHVISION_DATASETS[name].__name__}/raw."
     )

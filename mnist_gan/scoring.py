@@ -1,4 +1,5 @@
-"""Scoring and comparing runs: the library side of `train-evaluator`, `evaluate` and `compare`."""
+"""Scoring and comparing runs: the library side of `train-evaluator`, `evaluate` and `compare` (the metrics
+themselves are metrics.py's)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,11 @@ from rich.table import Table
 
 from . import checkpoints, formats, runs
 from .config import Config
-from .data import load_dataset
+from .data import class_names, fixed_subset, load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError, NoEvaluator
-from .evaluator import check_fits, load_evaluator, save_evaluator, train_evaluator
-from .evaluator import evaluator_path as default_evaluator_path
-from .metrics import (
-    CONDITIONAL_METRICS,
-    EXTRA_METRICS,
-    METRICS,
-    InceptionFid,
-    QualityMeter,
-    check_sample_count,
-    fixed_subset,
-    load_inception_fid,
-)
+from .evaluator import save_evaluator, train_evaluator
+from .metrics import CONDITIONAL_METRICS, EXTRA_METRICS, METRICS, QualityMeter, check_sample_count, quality_meter
 from .sampling import scoring_sample
 
 log = logging.getLogger(__name__)
@@ -45,43 +36,6 @@ def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int =
     save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference,
                    classes=class_names(dataset, data_dir))  # fmt: skip
     return {"test_accuracy": accuracy, "reference": reference, "num_images": len(real)}
-
-
-def class_names(dataset: str, data_dir: str | Path) -> list[str] | None:
-    """A folder's class names (its sub-folders); None for the datasets whose classes are fixed, and a folder
-    without classes."""
-    if dataset != "folder":
-        return None
-    from .data import folder
-
-    return folder.class_names(data_dir) or None
-
-
-def quality_meter(
-    dataset: str,
-    data_dir: str | Path,
-    device: torch.device | str = "cpu",
-    evaluator_path: Path | None = None,
-    download: bool = True,
-) -> QualityMeter:
-    """The shipped (or a given) evaluator and the dataset's test split, ready to score generated images."""
-    path = evaluator_path or default_evaluator_path(dataset, data_dir)
-    evaluator, metadata = load_evaluator(dataset, path, device)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
-    names = class_names(dataset, data_dir)
-    data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
-            "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
-    check_fits(evaluator, metadata, path, data)
-    return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
-
-
-def inception_meter(
-    dataset: str, data_dir: str | Path, weights: str = "", device: torch.device | str = "cpu", download: bool = True
-) -> InceptionFid:
-    """The standard FID against the dataset's test split (NoInception when Inception cannot be had)."""
-    load_inception_fid(weights)  # fails fast, before the test split is read
-    test_images, _ = load_dataset(dataset, data_dir, train=False, download=download)
-    return InceptionFid(test_images, weights, device)
 
 
 def load_images_file(path: Path) -> torch.Tensor:
@@ -188,6 +142,8 @@ def evaluate(
             scored = meter.score(real, real_labels)
             reference = {**reference, **{name: scored[name] for name in CONDITIONAL_METRICS}}
     if inception_fid:
+        from .inception import inception_meter  # torch-fidelity: only when asked for
+
         metrics |= inception_meter(dataset, data_dir, inception_weights, torch_device).score(fake)
     return {"source": str(source), "dataset": dataset, "num_images": len(fake), "metrics": metrics,
             "reference": reference}  # fmt: skip
@@ -233,9 +189,9 @@ def load_run_summary(run_dir: Path) -> dict[str, Any]:
         )
     return {
         "run": str(run_dir),
-        "config": payload["config"],
+        "config": formats.saved_config(payload).to_dict(),
         "history": history,
-        "elapsed": payload["elapsed"],
+        "elapsed": formats.training_time(payload),
         "losses": read_losses(run_dir),
     }
 
