@@ -25,7 +25,7 @@ from .cli import (
     user_errors,
     was_given,
 )  # fmt: skip
-from .config import DEVICES, Config
+from .config import DEVICES, Config, background_colour
 from .datasets import DATASETS
 from .errors import ConfigError
 from .files import check_output, write_text
@@ -213,14 +213,16 @@ def train_evaluator_command(
             "DATA_DIR/.mnist_gan_cache/evaluator_DATASET.pt, where training finds it.",
         ),
     ] = None,
+    background: Annotated[str, typer.Option(help=Config.__dataclass_fields__["background"].metadata["help"])] = "white",
 ) -> None:
     """Train the classifier whose features the metrics use, and measure the real-data reference with it."""
     from . import scoring
     from .evaluator import evaluator_path
 
     with user_errors():
+        background_colour(background)
         out = check_output(out or evaluator_path(dataset, data_dir), (".pt",))  # before the work, not after
-        result = scoring.build_evaluator(dataset, data_dir, out, epochs=epochs)
+        result = scoring.build_evaluator(dataset, data_dir, out, epochs=epochs, background=background)
         console.print(f"saved {out}: test accuracy {result['test_accuracy']:.4f}")
         console.print(
             scoring.metrics_table(

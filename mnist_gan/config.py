@@ -54,7 +54,7 @@ FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 # Fields that define the model or its data: a resumed run may not change them.
 MODEL_FIELDS = (
     "dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std", "conditional",
-    "num_classes",
+    "num_classes", "background",
 )  # fmt: skip
 NOT_FLAGS = ("num_classes",)  # counted from the data, never given
 
@@ -73,6 +73,8 @@ class Config:
     download: bool = option(True, "Download the dataset into --data-dir when it is missing.")
     img_size: int = option(0, "Image side in pixels; 0: the dataset's own.")
     channels: int = option(0, "Image channels; 0: the dataset's own.")
+    background: str = option("white", "Colour behind transparent pixels of a folder's images: white, black or R,G,B "
+                                      "(0-255 each).")  # fmt: skip
 
     # Model: on a CPU the MLP reaches good digits sooner than the DCGAN (benchmarks/RESULTS.md)
     arch: str = option("mlp", "Architecture.")
@@ -147,6 +149,7 @@ class Config:
         for name in OPEN_BELOW_ONE:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
+        background_colour(self.background)
         if self.conditional and self.num_classes == 1:
             raise ConfigError("a conditional model needs at least 2 classes", "conditional")
         if self.arch == "dcgan" and not dcgan_supports(self.img_size):
@@ -177,6 +180,20 @@ class Config:
             raise ConfigError(f"a config must be a dict, got {type(values).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{**BEFORE_FIELD_EXISTED, **{key: value for key, value in values.items() if key in known}})
+
+
+NAMED_COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def background_colour(text: str) -> tuple[int, int, int]:
+    """white, black or R,G,B (each 0 to 255) as an RGB triple."""
+    if text in NAMED_COLOURS:
+        return NAMED_COLOURS[text]
+    parts = text.split(",")
+    if len(parts) == 3 and all(part.strip().isdigit() and int(part) <= 255 for part in parts):
+        red, green, blue = (int(part) for part in parts)
+        return red, green, blue
+    raise ConfigError(f"background must be white, black or R,G,B with each from 0 to 255, got {text!r}", "background")
 
 
 def dcgan_supports(img_size: int) -> bool:

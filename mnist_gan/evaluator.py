@@ -139,11 +139,12 @@ def train_evaluator(
     epochs: int = 4,
     batch_size: int = 128,
     seed: int = 0,
+    background: str = "white",
 ) -> tuple[Evaluator, float]:
     """Train the classifier with light shift augmentation; returns it and its test-set accuracy."""
     torch.manual_seed(seed)
-    images, labels = load_dataset(dataset, data_dir, train=True)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False)
+    images, labels = load_dataset(dataset, data_dir, train=True, background=background)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, background=background)
     if int(labels.max()) < 1:
         raise DataError(
             f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "

@@ -19,12 +19,17 @@ INCEPTION_CHUNK = 100  # images through Inception at a time: 299 x 299 activatio
 
 
 def inception_meter(
-    dataset: str, data_dir: str | Path, weights: str = "", device: torch.device | str = "cpu", download: bool = True
+    dataset: str,
+    data_dir: str | Path,
+    weights: str = "",
+    device: torch.device | str = "cpu",
+    download: bool = True,
+    background: str = "white",
 ) -> InceptionFid:
     """The standard FID against the dataset's test split (NoInception when Inception cannot be had); the weights
     are loaded before the test split is read, so that a missing file fails fast."""
     metric = load_inception_fid(weights)
-    test_images, _ = load_dataset(dataset, data_dir, train=False, download=download)
+    test_images, _ = load_dataset(dataset, data_dir, train=False, download=download, background=background)
     return InceptionFid(test_images, metric, device)
 
 

@@ -47,7 +47,7 @@ EVAL_SEED = 12345  # the noise of every per-epoch evaluation: epochs are scored 
 # rank 0 alone evaluates, on the whole sample, so the metrics must not wait for the other ranks.
 SYNC_ACROSS_RANKS = False
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
-FAIR_SHARE = 0.5  # a class is covered when it holds at least half its uniform share (5% of samples for 10 classes)
+FAIR_SHARE = 0.5  # a class is covered when it holds at least half its share of the real data (of its test split)
 
 
 class Precomputed(nn.Module):
@@ -101,7 +101,7 @@ def mode_coverage(logits: torch.Tensor, real_labels: torch.Tensor) -> dict[str, 
     classes = logits.shape[1]
     fake_share = torch.bincount(logits.argmax(1), minlength=classes).double() / len(logits)
     real_share = torch.bincount(real_labels, minlength=classes).double() / len(real_labels)
-    covered = int((fake_share >= FAIR_SHARE / classes).sum())
+    covered = int(((fake_share >= FAIR_SHARE * real_share) & (real_share > 0)).sum())
     nonzero = fake_share > 0
     kl = (fake_share[nonzero] * (fake_share[nonzero] / real_share[nonzero]).log()).sum().item()
     return {"classes_covered": covered, "class_kl": kl}
@@ -237,13 +237,13 @@ class Meter(Protocol):
 
 def quality_meter(
     dataset: str, data_dir: str | Path, device: torch.device | str = "cpu", path: Path | None = None,
-    download: bool = True,
+    download: bool = True, background: str = "white",
 ) -> QualityMeter:  # fmt: skip
     """The dataset's evaluator (or the one at path) and test split, ready to score generated images; NoEvaluator
     when there is none, or it does not fit the data."""
     path = path or evaluator_path(dataset, data_dir)
     evaluator, metadata = load_evaluator(dataset, path, device)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download, background=background)
     names = class_names(dataset, data_dir)
     data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
             "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
@@ -259,7 +259,8 @@ def quality_meters(config: Config, device: torch.device) -> list[Meter]:
         return []
     meters: list[Meter] = []
     try:
-        meters.append(quality_meter(config.dataset, config.data_dir, device, download=config.download))
+        meters.append(quality_meter(config.dataset, config.data_dir, device, download=config.download,
+                                    background=config.background))  # fmt: skip
     except NoEvaluator as error:
         log.warning(f"quality metrics are off: {error}")
     if config.inception_fid:
@@ -267,7 +268,7 @@ def quality_meters(config: Config, device: torch.device) -> list[Meter]:
 
         try:
             meters.append(inception_meter(config.dataset, config.data_dir, config.inception_weights, device,
-                                          download=config.download))  # fmt: skip
+                                          download=config.download, background=config.background))  # fmt: skip
         except NoInception as error:
             log.warning(f"Inception FID is off: {error}")
     return meters

@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage")  # what a comparison row reads
 
 
-def build_evaluator(dataset: str, data_dir: str | Path, out: Path, epochs: int = 4) -> dict[str, Any]:
+def build_evaluator(
+    dataset: str, data_dir: str | Path, out: Path, epochs: int = 4, background: str = "white"
+) -> dict[str, Any]:
     """Train the evaluator, measure the real-data reference with it, and save both in one file, with the class
     names it was made for (a folder's), so that it is refused once the folder's classes change."""
-    evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False)
-    train_images, _ = load_dataset(dataset, data_dir, train=True)
+    evaluator, accuracy = train_evaluator(dataset, data_dir, epochs=epochs, background=background)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, background=background)
+    train_images, _ = load_dataset(dataset, data_dir, train=True, background=background)
     real = fixed_subset(train_images)
     reference = QualityMeter(evaluator, test_images, test_labels).score(real)
     save_evaluator(evaluator, out, dataset=dataset, test_accuracy=accuracy, reference=reference,
@@ -120,16 +122,17 @@ def evaluate(
             raise ConfigError("--images scores a file of images; it cannot be combined with --checkpoint or --run-dir")
         fake = load_images_file(images)
         check_sample_count(len(fake), f"--images {images}")  # before the evaluator and the test set are loaded
-        source, dataset, data_dir = images, dataset or "mnist", data_dir or "data"
+        source, dataset, data_dir, background = images, dataset or "mnist", data_dir or "data", "white"
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
         fake, labels = scoring_sample(generator, num_images, config.latent_dim, seed)
         dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
+        background = config.background
     metrics: dict[str, Any] = {}
     reference: dict[str, Any] = {}
     try:
-        meter = quality_meter(dataset, data_dir, torch_device)
+        meter = quality_meter(dataset, data_dir, torch_device, background=background)
     except NoEvaluator:
         if not inception_fid:
             raise
@@ -137,14 +140,17 @@ def evaluate(
         metrics = meter.score(match_channels(fake, meter.evaluator.shape["channels"]), labels)
         reference = meter.reference
         if labels is not None:  # the class metrics of real training images, at the same count, as their reference
-            train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size)
+            train_images, train_labels = load_dataset(dataset, data_dir, img_size=config.img_size,
+                                                      background=background)  # fmt: skip
             real, real_labels = fixed_subset(train_images, num_images), fixed_subset(train_labels, num_images)
             scored = meter.score(real, real_labels)
             reference = {**reference, **{name: scored[name] for name in CONDITIONAL_METRICS}}
     if inception_fid:
         from .inception import inception_meter  # torch-fidelity: only when asked for
 
-        metrics |= inception_meter(dataset, data_dir, inception_weights, torch_device).score(fake)
+        metrics |= inception_meter(dataset, data_dir, inception_weights, torch_device, background=background).score(
+            fake
+        )
     return {"source": str(source), "dataset": dataset, "num_images": len(fake), "metrics": metrics,
             "reference": reference}  # fmt: skip
 

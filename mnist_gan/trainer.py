@@ -71,9 +71,8 @@ def warn_of_another_world_size(state: TrainingState) -> None:
 
 def training_data(config: Config, check: Callable[..., None] | None = None) -> Data:
     """The training split, as the config asks for it; check may refuse it (see load_dataset)."""
-    return load_dataset(
-        config.dataset, config.data_dir, img_size=config.img_size, download=config.download, check=check
-    )
+    return load_dataset(config.dataset, config.data_dir, img_size=config.img_size, download=config.download,
+                        check=check, background=config.background)  # fmt: skip
 
 
 def count_classes(config: Config, data: Data) -> int:

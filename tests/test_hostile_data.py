@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,21 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY_RUN, RunsCode, assert_clean_failure, make_shapes_folder, runner, write_celeba, write_cifar10
+from helpers import (
+    DATA_DIR,
+    TINY_RUN,
+    RunsCode,
+    assert_clean_failure,
+    make_shapes_folder,
+    runner,
+    write_celeba,
+    write_cifar10,
+)
 from mnist_gan import formats
 from mnist_gan.__main__ import app
+from mnist_gan.config import Config, background_colour
 from mnist_gan.data import cache, folder, load_dataset
-from mnist_gan.errors import DataError
+from mnist_gan.errors import ConfigError, DataError
 from mnist_gan.evaluator import packaged_weights
 
 
@@ -299,3 +310,36 @@ def test_celeba_list_files_that_are_empty_or_damaged_are_named(tmp_path: Path) -
         result = runner.invoke(app, ["main", "--dataset", "celeba", "--data-dir", str(root), "--no-download",
                                      "--run-dir", str(tmp_path / "run")])  # fmt: skip
         assert_clean_failure(result, 1, phrase)
+
+
+@pytest.mark.parametrize("background, colour", [("white", (255, 255, 255)), ("black", (0, 0, 0)),
+                                                ("10,200,30", (10, 200, 30))])  # fmt: skip
+def test_transparency_is_composited_onto_the_background_not_dropped(tmp_path: Path, background: str, colour) -> None:
+    """What a file stores under transparent pixels (orange here) never shows: alpha, palette and colour-key
+    transparency are composited onto --background."""
+    root = make_shapes_folder(tmp_path / "shapes", per_class=4)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = (255, 128, 0)  # orange, fully transparent
+    Image.fromarray(rgba, "RGBA").save(root / "circle" / "alpha.png")
+    Image.fromarray(rgba, "RGBA").convert("P").save(root / "circle" / "palette.png", transparency=0)
+    images, _ = folder.load_all(root, img_size=8, background=background_colour(background))
+    for index in (4, 5):  # circle/alpha.png, circle/palette.png sort after circle/003.png
+        assert images[index].flatten(1).float().mean(1).round().tolist() == list(colour), index
+    with pytest.raises(ConfigError, match="background must be white, black or R,G,B"):
+        Config(background="orange")
+    assert_clean_failure(runner.invoke(app, ["main", "--background", "300,0,0"]), 2, "--background")
+
+
+def test_real_emoji_decode_onto_white_without_a_library_warning(private_user_cache: Path) -> None:
+    """The real, read-only emoji folder: its cache goes to the user's cache, Pillow's palette warning does not reach
+    the user, and the transparent corners come out white instead of the colours stored under them."""
+    emoji = DATA_DIR / "emoji"
+    if not emoji.is_dir():
+        pytest.skip(f"no emoji folder in {DATA_DIR}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any library warning fails the test
+        images, labels = folder.load_all(emoji, img_size=32)
+    assert len(images) == 3781 and int(labels.max()) == 8
+    corners = images[:, :, :2, :2].flatten(1).float().mean(1)
+    assert (corners > 250).float().mean() > 0.45, (corners > 250).float().mean()  # about half the emoji fill them
+    assert not (emoji / cache.CACHE_DIR).exists()

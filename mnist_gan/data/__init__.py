@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import background_colour
 from ..datasets import DATASETS
 from .batches import (
     batches_per_epoch,
@@ -35,14 +36,17 @@ def load_dataset(
     img_size: int = 0,
     download: bool = True,
     check: Check | None = None,
+    background: str = "white",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels): images uint8 of shape (N, C, H, W), labels int64 of shape (N,); img_size 0 is the
-    dataset's own size. check(images, labels), when given, may refuse the data before any of it is cached.
+    dataset's own size. check(images, labels), when given, may refuse the data before any of it is cached;
+    background (white, black or R,G,B) is the colour behind transparent pixels.
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
     images, labels = loader(name).load(name, data_dir, train=train, download=download,
-                                       img_size=img_size or DATASETS[name].size, check=check)  # fmt: skip
+                                       img_size=img_size or DATASETS[name].size, check=check,
+                                       background=background_colour(background))  # fmt: skip
     return images.contiguous(), labels
 
 

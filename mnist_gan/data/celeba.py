@@ -20,7 +20,14 @@ SPLITS = {True: 0, False: 2}  # train: the training partition; test: the test pa
 
 
 def load(
-    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+    name: str,
+    data_dir: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    img_size: int,
+    check: Check | None = None,
+    background: folder.Colour = folder.WHITE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels all 0: CelebA has attributes, not classes)."""
     base = Path(data_dir) / FOLDER
@@ -39,7 +46,9 @@ def load(
     if missing:
         raise DataError(f"{len(missing)} images listed in {base / PARTITION} are missing, e.g. {missing[0]}")
     split = "train" if train else "test"
-    return folder.prepare(base, f"celeba_{split}", paths, np.zeros(len(paths), dtype=np.int64), img_size, check)
+    return folder.prepare(
+        base, f"celeba_{split}", paths, np.zeros(len(paths), dtype=np.int64), img_size, check, background
+    )
 
 
 def fetch(data_dir: str | Path) -> None:

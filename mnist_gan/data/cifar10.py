@@ -40,7 +40,14 @@ class BatchUnpickler(pickle.Unpickler):
 
 
 def load(
-    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+    name: str,
+    data_dir: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    img_size: int,
+    check: Check | None = None,
+    background: tuple[int, int, int] | None = None,  # no transparency in these files
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split."""
     folder = Path(data_dir) / FOLDER

@@ -26,17 +26,26 @@ from . import Check, cache
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-CACHE_VERSION = 2  # bump when decoding or the cached files change, so old caches are not reused
+CACHE_VERSION = 3  # bump when decoding or the cached files change, so old caches are not reused
 TEST_EVERY = 10  # every 10th image is the test split
+Colour = tuple[int, int, int]
+WHITE: Colour = (255, 255, 255)  # behind transparent pixels by default: icons and sprites are drawn for light pages
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 def load(
-    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+    name: str,
+    data_dir: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    img_size: int,
+    check: Check | None = None,
+    background: Colour = WHITE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split of the images under data_dir."""
     split_check = None if check is None else lambda images, labels: check(*split(images, labels, train))
-    return split(*load_all(data_dir, img_size, split_check), train)
+    return split(*load_all(data_dir, img_size, split_check, background), train)
 
 
 def split(images: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +56,9 @@ def split(images: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[torc
     return images[chosen], labels[chosen]
 
 
-def load_all(data_dir: str | Path, img_size: int, check: Check | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_all(
+    data_dir: str | Path, img_size: int, check: Check | None = None, background: Colour = WHITE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every readable image under data_dir, in sorted order, with its label."""
     root = Path(data_dir)
     if not root.is_dir():
@@ -55,7 +66,7 @@ def load_all(data_dir: str | Path, img_size: int, check: Check | None = None) ->
     paths = find_images(root)
     if not paths:
         raise DataError(f"no images in {root} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
-    return prepare(root, "images", paths, folder_labels(root, paths), img_size, check)
+    return prepare(root, "images", paths, folder_labels(root, paths), img_size, check, background)
 
 
 def class_names(data_dir: str | Path) -> list[str]:
@@ -70,12 +81,19 @@ def class_names(data_dir: str | Path) -> list[str]:
 
 
 def prepare(
-    root: Path, name: str, paths: list[Path], labels: np.ndarray, img_size: int, check: Check | None = None
+    root: Path,
+    name: str,
+    paths: list[Path],
+    labels: np.ndarray,
+    img_size: int,
+    check: Check | None = None,
+    background: Colour = WHITE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images at paths (under root) decoded at img_size, with their labels, from the cache when it is up to
-    date. `name` tells this set's cache from others of the same root (a dataset's splits)."""
+    """The images at paths (under root) decoded at img_size, transparency on `background`, with their labels, from
+    the cache when it is up to date. `name` tells this set's cache from others of the same root (a dataset's
+    splits)."""
     readable, unreadable = regular_files(paths)
-    content = content_key(root, paths, readable)
+    content = content_key(root, paths, readable, background)
     stem = f"{name}_{img_size}px_{content}"
     folder = cache.cache_dir(root)
     found = read_cache(folder, stem, len(paths), img_size)
@@ -83,7 +101,7 @@ def prepare(
         with cache.locked(root):  # other processes decoding the same images wait, then read
             found = read_cache(folder, stem, len(paths), img_size)
             if found is None:
-                found = decode_all(root, paths, readable, unreadable, img_size)
+                found = decode_all(root, paths, readable, unreadable, img_size, background)
                 if check is not None:
                     check(torch.from_numpy(found[0]), torch.from_numpy(labels[found[1]]))
                 write_cache(folder, name, stem, content, *found)
@@ -126,10 +144,10 @@ def folder_labels(root: Path, paths: list[Path]) -> np.ndarray:
     return np.array([index[path.relative_to(root).parts[0]] for path in paths], dtype=np.int64)
 
 
-def content_key(root: Path, paths: list[Path], readable: dict[int, os.stat_result]) -> str:
-    """Changes when any image is added, removed, replaced or touched, or the decoding changes. Names are hashed as
-    the bytes the file system holds: a name that is not valid UTF-8 still counts."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {len(paths)}\n".encode())
+def content_key(root: Path, paths: list[Path], readable: dict[int, os.stat_result], background: Colour) -> str:
+    """Changes when any image is added, removed, replaced or touched, or the decoding (or its background) changes.
+    Names are hashed as the bytes the file system holds: a name that is not valid UTF-8 still counts."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {len(paths)} {background}\n".encode())
     for number, path in enumerate(paths):
         status = readable.get(number)
         digest.update(os.fsencode(path.relative_to(root)))
@@ -164,20 +182,29 @@ def write_cache(folder: Path, name: str, stem: str, content: str, images: np.nda
 
 
 def decode_all(
-    root: Path, paths: list[Path], readable: dict[int, os.stat_result], unreadable: dict[int, str], img_size: int
+    root: Path,
+    paths: list[Path],
+    readable: dict[int, os.stat_result],
+    unreadable: dict[int, str],
+    img_size: int,
+    background: Colour,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every readable image; the others are skipped and counted in one warning. Returns (images, kept
-    indices)."""
+    """Decode every readable image; the others are skipped and counted in one warning, and Pillow's own warnings
+    (odd palettes, EXIF) in another. Returns (images, kept indices)."""
     log.info(f"decoding {len(readable):,} images under {root} at {img_size} px (cached for next time)")
     images = np.empty((len(readable), 3, img_size, img_size), dtype=np.uint8)
     kept, skipped = [], [f"{paths[number]} ({reason})" for number, reason in unreadable.items()]
-    for number in readable:
-        try:
-            images[len(kept)] = decode(paths[number], img_size)
-        except UNREADABLE as error:
-            skipped.append(f"{paths[number]} ({type(error).__name__}: {error})")
-            continue
-        kept.append(number)
+    with warnings.catch_warnings(record=True) as pillow_warnings:
+        warnings.simplefilter("always")
+        for number in readable:
+            try:
+                images[len(kept)] = decode(paths[number], img_size, background)
+            except UNREADABLE as error:
+                skipped.append(f"{paths[number]} ({type(error).__name__}: {error})")
+                continue
+            kept.append(number)
+    if pillow_warnings:
+        log.info(f"Pillow warned {len(pillow_warnings)} time(s) while decoding, e.g. {pillow_warnings[0].message}")
     if skipped:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         log.warning(f"skipped {len(skipped)} of {len(paths)} image files that could not be read: {shown}")
@@ -186,16 +213,26 @@ def decode_all(
     return images[: len(kept)], np.array(kept, dtype=np.int64)
 
 
-def decode(path: Path, img_size: int) -> np.ndarray:
-    """One image as uint8 3 x img_size x img_size: RGB (grey, palette, alpha and 16-bit or float pixels
-    converted), centre crop, resize."""
+def decode(path: Path, img_size: int, background: Colour = WHITE) -> np.ndarray:
+    """One image as uint8 3 x img_size x img_size: RGB (grey, palette, CMYK, 16-bit or float pixels converted;
+    transparency composited onto `background`), centre crop, resize. An animation gives its first frame."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a huge image is skipped, not decoded
         with Image.open(path) as image:
             image.draft("RGB", (img_size, img_size))  # JPEG: decode at a reduced scale, much faster for photos
-            image = to_8_bit(ImageOps.exif_transpose(image)).convert("RGB")
+            image = on_background(to_8_bit(ImageOps.exif_transpose(image)), background)
             image = ImageOps.fit(image, (img_size, img_size), Image.Resampling.LANCZOS)
             return np.asarray(image).transpose(2, 0, 1)
+
+
+def on_background(image: Image.Image, background: Colour) -> Image.Image:
+    """RGB, with any transparency (an alpha channel, or a palette's or a colour's transparency) composited onto a
+    solid background: dropping the alpha would show whatever colour a file stores under transparent pixels."""
+    transparent = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if not transparent:
+        return image.convert("RGB")
+    canvas = Image.new("RGBA", image.size, (*background, 255))
+    return Image.alpha_composite(canvas, image.convert("RGBA")).convert("RGB")
 
 
 def to_8_bit(image: Image.Image) -> Image.Image:

@@ -18,7 +18,14 @@ IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian header of the IDX fil
 
 
 def load(
-    name: str, data_dir: str | Path, *, train: bool, download: bool, img_size: int, check: Check | None = None
+    name: str,
+    data_dir: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    img_size: int,
+    check: Check | None = None,
+    background: tuple[int, int, int] | None = None,  # no transparency in these files
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 1 x img_size x img_size, labels int64 N) of one split; downloaded by torchvision when
     missing."""
