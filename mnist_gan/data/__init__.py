@@ -1,10 +1,12 @@
 """Datasets, one module per source (mnist: MNIST and Fashion-MNIST; cifar10; celeba; folder: any folder of images),
-and the batches training draws from them. Which module reads which dataset is the dataset table's (datasets.py)."""
+and the batches training draws from them. Which module reads which dataset is the dataset table's (datasets.py);
+each has load(request) -> (images, labels)."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +30,20 @@ __all__ = [
 Check = Callable[[torch.Tensor, torch.Tensor], None]
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a loader module's load(request) is asked for: one split of a dataset at a size, with the check that may
+    refuse it before it is cached and the colour behind transparent pixels."""
+
+    name: str
+    data_dir: Path
+    train: bool
+    download: bool
+    img_size: int
+    check: Check | None
+    background: tuple[int, int, int]
+
+
 def load_dataset(
     name: str,
     data_dir: str | Path,
@@ -44,9 +60,9 @@ def load_dataset(
 
     A missing dataset that cannot be fetched, or a damaged file, raises DataError naming the folder or the file.
     """
-    images, labels = loader(name).load(name, data_dir, train=train, download=download,
-                                       img_size=img_size or DATASETS[name].size, check=check,
-                                       background=background_colour(background))  # fmt: skip
+    request = Request(name, Path(data_dir), train, download, img_size or DATASETS[name].size, check,
+                      background_colour(background))  # fmt: skip
+    images, labels = loader(name).load(request)
     return images.contiguous(), labels
 
 
@@ -63,12 +79,10 @@ def loader(name: str):
     return importlib.import_module(f".{DATASETS[name].loader}", __name__)
 
 
-def at_size(
-    images: torch.Tensor, labels: torch.Tensor, img_size: int, check: Check | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def at_size(images: torch.Tensor, labels: torch.Tensor, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """A source read whole at its own size: resized (e.g. 28 -> 32 for a 32x32 model), then checked."""
-    if img_size != images.shape[-1]:
-        images = resize(images, img_size)
-    if check is not None:
-        check(images, labels)
+    if request.img_size != images.shape[-1]:
+        images = resize(images, request.img_size)
+    if request.check is not None:
+        request.check(images, labels)
     return images, labels

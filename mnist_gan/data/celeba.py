@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, dataset_unavailable
-from . import Check, folder
+from . import Request, folder
 
 FOLDER = "celeba"
 PARTITION = "list_eval_partition.txt"  # "000001.jpg 0" per image: 0 train, 1 validation, 2 test
@@ -19,17 +19,9 @@ IMAGES = "img_align_celeba"
 SPLITS = {True: 0, False: 2}  # train: the training partition; test: the test partition
 
 
-def load(
-    name: str,
-    data_dir: str | Path,
-    *,
-    train: bool,
-    download: bool,
-    img_size: int,
-    check: Check | None = None,
-    background: folder.Colour = folder.WHITE,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels all 0: CelebA has attributes, not classes)."""
+    data_dir, train, download = request.data_dir, request.train, request.download
     base = Path(data_dir) / FOLDER
     present = (base / IMAGES).is_dir() and (base / PARTITION).is_file()
     if not present:
@@ -47,7 +39,13 @@ def load(
         raise DataError(f"{len(missing)} images listed in {base / PARTITION} are missing, e.g. {missing[0]}")
     split = "train" if train else "test"
     return folder.prepare(
-        base, f"celeba_{split}", paths, np.zeros(len(paths), dtype=np.int64), img_size, check, background
+        base,
+        f"celeba_{split}",
+        paths,
+        np.zeros(len(paths), dtype=np.int64),
+        request.img_size,
+        request.check,
+        request.background,
     )
 
 

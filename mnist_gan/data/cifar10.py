@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, dataset_unavailable
-from . import Check, at_size
+from . import Request, at_size
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
@@ -39,17 +39,9 @@ class BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR-10 batch holds")
 
 
-def load(
-    name: str,
-    data_dir: str | Path,
-    *,
-    train: bool,
-    download: bool,
-    img_size: int,
-    check: Check | None = None,
-    background: tuple[int, int, int] | None = None,  # no transparency in these files
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split."""
+    data_dir, train, download = request.data_dir, request.train, request.download
     folder = Path(data_dir) / FOLDER
     files = TRAIN_FILES + TEST_FILES
     present = all((folder / name).is_file() for name in files)
@@ -65,7 +57,7 @@ def load(
     batches = [read_batch(folder / name) for name in (TRAIN_FILES if train else TEST_FILES)]
     images = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([labels for _, labels in batches])
-    return at_size(torch.from_numpy(images), torch.from_numpy(labels), img_size, check)
+    return at_size(torch.from_numpy(images), torch.from_numpy(labels), request)
 
 
 def what_to_put(folder: Path) -> str:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..errors import DataError, OutputError
-from . import Check, cache
+from . import Check, Request, cache
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +33,11 @@ WHITE: Colour = (255, 255, 255)  # behind transparent pixels by default: icons a
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
-def load(
-    name: str,
-    data_dir: str | Path,
-    *,
-    train: bool,
-    download: bool,
-    img_size: int,
-    check: Check | None = None,
-    background: Colour = WHITE,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 3 x img_size x img_size, labels int64 N) of one split of the images under data_dir."""
+    check, train = request.check, request.train
     split_check = None if check is None else lambda images, labels: check(*split(images, labels, train))
-    return split(*load_all(data_dir, img_size, split_check, background), train)
+    return split(*load_all(request.data_dir, request.img_size, split_check, request.background), train)
 
 
 def split(images: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,25 +10,17 @@ from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
 
 from ..errors import DataError, dataset_unavailable
-from . import Check, at_size
+from . import Request, at_size
 
 TORCHVISION_DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 NUM_CLASSES = 10
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian header of the IDX files: uint8 data, 3 or 1 dimensions
 
 
-def load(
-    name: str,
-    data_dir: str | Path,
-    *,
-    train: bool,
-    download: bool,
-    img_size: int,
-    check: Check | None = None,
-    background: tuple[int, int, int] | None = None,  # no transparency in these files
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 N x 1 x img_size x img_size, labels int64 N) of one split; downloaded by torchvision when
     missing."""
+    name, data_dir, train, download = request.name, request.data_dir, request.train, request.download
     raw = raw_folder(name, data_dir)
     files = split_files(raw, train)
     extract_archives(raw)
@@ -47,7 +39,7 @@ def load(
             f"{files['labels']} is damaged: labels must be 0..{NUM_CLASSES - 1}, "
             f"found {int(labels.min())}..{int(labels.max())}"
         )
-    return at_size(dataset.data.unsqueeze(1), labels, img_size, check)
+    return at_size(dataset.data.unsqueeze(1), labels, request)
 
 
 def raw_folder(name: str, data_dir: str | Path) -> Path:
