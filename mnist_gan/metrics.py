@@ -4,10 +4,12 @@ density/coverage), and the meters that score generated images with them during t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,8 +21,10 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import class_names, load_dataset
+from .data.cache import cache_dir
 from .errors import MnistGanError, NoEvaluator, NoInception
-from .evaluator import Evaluator, check_fits, evaluator_path, load_evaluator
+from .evaluator import FEATURES, Evaluator, check_fits, evaluator_path, load_evaluator
+from .files import save_torch
 
 if TYPE_CHECKING:
     from .config import Config
@@ -187,6 +191,15 @@ def check_sample_count(count: int, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class RealSide:
+    """What a meter computes once from the real images: their features, and their k-NN radii (k = 3 and 5)."""
+
+    features: torch.Tensor
+    radii3: torch.Tensor
+    radii5: torch.Tensor
+
+
 class QualityMeter:
     """Scores generated images against real ones (the test split) in an evaluator's feature space.
 
@@ -199,11 +212,14 @@ class QualityMeter:
         real_images: torch.Tensor,
         real_labels: torch.Tensor,
         reference: dict[str, float] | None = None,
+        real_side: RealSide | None = None,
     ) -> None:
         self.evaluator, self.test_labels = evaluator, real_labels
         self.reference = reference or {}  # the same metrics for real training images: what a perfect generator scores
-        self.test_features, _ = self.evaluator.embed(real_images)
-        self.test_radii = real_radii(self.test_features)
+        if real_side is None:  # the real images' features and k-NN radii: computed once, or read from the cache
+            features = self.evaluator.embed(real_images)[0]
+            real_side = RealSide(features, *real_radii(features))
+        self.test_features, self.test_radii = real_side.features, (real_side.radii3, real_side.radii5)
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
         """Every metric for images in [-1, 1] (or uint8); deterministic (KID's subsets use a fixed seed). With the
@@ -248,7 +264,40 @@ def quality_meter(
     data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
             "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
     check_fits(evaluator, metadata, path, data)
-    return QualityMeter(evaluator, test_images, test_labels, reference=metadata.get("reference"))
+    cached = cache_dir(data_dir) / f"real_side_{dataset}_{real_side_key(path, test_images, test_labels)}.pt"
+    real_side = read_real_side(cached, len(test_images))
+    meter = QualityMeter(evaluator, test_images, test_labels, metadata.get("reference"), real_side)
+    if real_side is None:
+        with contextlib.suppress(MnistGanError):  # a cache that cannot be written costs the computation next time
+            save_torch({"features": meter.test_features, "radii3": meter.test_radii[0],
+                        "radii5": meter.test_radii[1]}, cached)  # fmt: skip
+    return meter
+
+
+def real_side_key(evaluator_file: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
+    """Changes with the evaluator's weights or the real images: the embedding of a test split is cached under it
+    (about 5 s of every run's start, and of every `evaluate`)."""
+    digest = hashlib.sha256(Path(evaluator_file).read_bytes())
+    digest.update(f"{tuple(images.shape)}".encode())
+    digest.update(images.contiguous().numpy().tobytes())  # every pixel: a changed image is another real side
+    digest.update(labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def read_real_side(path: Path, count: int) -> RealSide | None:
+    """A cached real side, or None when it is missing or not what we write (checked, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        side = RealSide(saved["features"], saved["radii3"], saved["radii5"])
+    except Exception:  # damaged or foreign: computed again
+        return None
+    tensors = (side.features, side.radii3, side.radii5)
+    shapes_fit = side.features.shape == (count, FEATURES) and side.radii3.shape == side.radii5.shape == (count,)
+    if shapes_fit and all(tensor.dtype == torch.float32 and torch.isfinite(tensor).all() for tensor in tensors):
+        return side
+    return None
 
 
 def quality_meters(config: Config, device: torch.device) -> list[Meter]:

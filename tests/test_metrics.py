@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import RunsCode, quick_config, read_events
-from mnist_gan import formats, train
+from helpers import RunsCode, forbidden, quick_config, read_events
+from mnist_gan import formats, metrics, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import load_dataset
 from mnist_gan.evaluator import evaluator_path, load_evaluator
@@ -198,3 +198,25 @@ def test_inception_weights_that_ask_for_code_run_nothing(
                                  inception_weights=str(weights)))  # fmt: skip
     assert "Inception FID is off" in caplog.text and (run_dir / "generator.pth").is_file()
     assert not marker.exists(), "the weights file's code ran"
+
+
+def test_the_real_side_is_cached_checked_and_recomputed_when_damaged(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedding the 10,000 test images and their k-NN radii took about 5 s of every run's start: it is cached
+    under the evaluator's and the images' digest, read back only when it is what we wrote."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # ../shared/data is read-only: the user's cache
+    first = quality_meter("mnist", data_dir)
+    (cached,) = list((tmp_path / "mnist_gan").rglob("real_side_mnist_*.pt"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "real_radii", forbidden("the real side was computed again"))
+        again = quality_meter("mnist", data_dir)
+    assert torch.equal(again.test_features, first.test_features) and torch.equal(
+        again.test_radii[1], first.test_radii[1]
+    )
+    for damage in (lambda: cached.write_bytes(b"not a torch file"),
+                   lambda: torch.save({"features": torch.zeros(5, 128), "radii3": torch.zeros(5),
+                                       "radii5": torch.zeros(5)}, cached)):  # fmt: skip
+        damage()
+        recomputed = quality_meter("mnist", data_dir)
+        assert torch.equal(recomputed.test_features, first.test_features)
