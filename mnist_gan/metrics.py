@@ -15,9 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import class_names, load_dataset
@@ -74,6 +71,10 @@ def quiet_feature_buffer_warning() -> Iterator[None]:
 
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    # torchmetrics is imported on use: it pulls in torchvision's models and torch._dynamo (about 2 s of a process's
+    # start), which a run that never evaluates does not need
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=SYNC_ACROSS_RANKS)
     fid.update(real.double(), real=True)
     fid.update(fake.double(), real=False)
@@ -84,6 +85,8 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """KID (polynomial kernel MMD, unbiased), averaged over subsets."""
     size = min(1000, len(real), len(fake))
     with quiet_feature_buffer_warning():
+        from torchmetrics.image.kid import KernelInceptionDistance
+
         kid = KernelInceptionDistance(
             feature=Precomputed(real.shape[1]), subset_size=size, subsets=50, sync_on_compute=SYNC_ACROSS_RANKS
         )
@@ -95,6 +98,8 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 def inception_score(logits: torch.Tensor) -> float:
     """exp(E[KL(p(y|x) || p(y))]) over 10 splits; 10 is the maximum for 10 classes."""
     with quiet_feature_buffer_warning():
+        from torchmetrics.image.inception import InceptionScore
+
         score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=10, sync_on_compute=SYNC_ACROSS_RANKS)
     score.update(logits.double())
     return score.compute()[0].item()
