@@ -59,7 +59,8 @@ def test_two_ranks_through_torchrun_leave_one_run_and_resume_it(tmp_path: Path) 
     assert formats.load(checkpoints.latest_checkpoint(run_dir))["step"] == 60
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # one per session, rank 0's only
 
-    command = [sys.executable, "-m", "mnist_gan", "main", "--resume", "--run-dir", str(run_dir), "--epochs", "4"]
+    command = [sys.executable, "-m", "mnist_gan", "main", "--resume", "--run-dir", str(run_dir), "--epochs", "4",
+               "--eval-every", "0"]  # fmt: skip
     output = subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True, timeout=300).stderr
     assert "trained by 2 process(es) and goes on with 1" in output, output  # another global batch: said aloud
 
@@ -147,7 +148,7 @@ def environment(pid: int) -> dict[str, str]:
 @pytest.mark.slow
 def test_sigterm_to_the_job_saves_one_consistent_mid_epoch_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "stopped"
-    process = torchrun(run_dir, "--epochs", "1000", "--max-batches", "150", "--log-every", "5",
+    process = torchrun(run_dir, "--epochs", "1000", "--max-batches", "150", "--log-every", "5", "--eval-every", "0",
                        start_new_session=True)  # fmt: skip
     wait_for((run_dir / "checkpoints", "epoch_000.pt"), process)
     time.sleep(0.5)
@@ -158,7 +159,7 @@ def test_sigterm_to_the_job_saves_one_consistent_mid_epoch_checkpoint(tmp_path: 
     saved = formats.load(middle[0])
     assert saved["batches_done"] % 5 == 0  # both ranks stopped at the step they agreed on
     assert "Resume with: torchrun --nproc-per-node 2 -m mnist_gan main --resume --run-dir" in output, output
-    output = finish(torchrun(run_dir, "--resume", "--epochs", "2"))
+    output = finish(torchrun(run_dir, "--resume", "--epochs", "2", "--eval-every", "0"))
     assert "finished" in output, output
 
 
