@@ -85,6 +85,7 @@ def test_no_planted_link_is_written_through_by_the_cache(tmp_path: Path) -> None
     assert all(not (cache_dir / name).is_symlink() for name in names)  # replaced by the real cache
 
 
+@pytest.mark.slow
 def test_two_processes_on_a_fresh_folder_decode_it_once(tmp_path: Path) -> None:
     """Two runs (or two torchrun ranks) on a folder with no cache: one decodes and writes, the other waits for it
     and reads the cache; no 'could not cache' warning, no half-written file read."""
@@ -204,6 +205,7 @@ ODD_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("odd", list(ODD_FILES))
 def test_odd_files_in_a_folder_are_skipped_or_read_never_hang_or_crash(tmp_path: Path, odd: str) -> None:
     root = make_shapes_folder(tmp_path / "shapes", per_class=8)

@@ -237,6 +237,7 @@ def test_a_folder_of_gz_files_works_offline(tmp_path: Path, data_dir: Path) -> N
     assert (tmp_path / "run" / "generator.pth").is_file()
 
 
+@pytest.mark.slow
 def test_resizing_the_dataset_works_in_chunks(data_dir: Path) -> None:
     """#8.17: --img-size 64 cost +2.8 GB (the whole set resized in float at once); now about its uint8 size."""
     program = (
