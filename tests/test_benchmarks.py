@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -15,6 +16,9 @@ from time_to_quality import train_with_budgets  # noqa: E402
 
 from mnist_gan.config import Config  # noqa: E402
 from mnist_gan.sampling import sample_images  # noqa: E402
+
+# They train real loops, so they run with the end-to-end tests (deselect with -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 def test_both_loops_train_and_snapshot(data_dir: Path) -> None:
