@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import class_names, load_dataset
-from .data.cache import cache_dir
+from .data.cache import cache_dir, remove_stale
 from .errors import MnistGanError, NoEvaluator, NoInception
 from .evaluator import FEATURES, Evaluator, check_fits, evaluator_path, load_evaluator
 from .files import save_torch
@@ -269,13 +269,15 @@ def quality_meter(
     data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
             "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
     check_fits(evaluator, metadata, path, data)
-    cached = cache_dir(data_dir) / f"real_side_{dataset}_{real_side_key(path, test_images, test_labels)}.pt"
+    key = real_side_key(path, test_images, test_labels)
+    cached = cache_dir(data_dir) / f"real_side_{dataset}_{key}.pt"
     real_side = read_real_side(cached, len(test_images))
     meter = QualityMeter(evaluator, test_images, test_labels, metadata.get("reference"), real_side)
     if real_side is None:
         with contextlib.suppress(MnistGanError):  # a cache that cannot be written costs the computation next time
             save_torch({"features": meter.test_features, "radii3": meter.test_radii[0],
                         "radii5": meter.test_radii[1]}, cached)  # fmt: skip
+            remove_stale(cached.parent, f"real_side_{dataset}_*.pt", f"_{key}.pt")  # another evaluator's or data's
     return meter
 
 

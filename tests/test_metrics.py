@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from helpers import RunsCode, forbidden, quick_config, read_events
 from mnist_gan import formats, metrics, train
 from mnist_gan.__main__ import app
-from mnist_gan.data import load_dataset
+from mnist_gan.data import cache, load_dataset
 from mnist_gan.evaluator import evaluator_path, load_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter, quality_meter
 
@@ -206,8 +206,11 @@ def test_the_real_side_is_cached_checked_and_recomputed_when_damaged(
     """Embedding the 10,000 test images and their k-NN radii took about 5 s of every run's start: it is cached
     under the evaluator's and the images' digest, read back only when it is what we wrote."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # ../shared/data is read-only: the user's cache
+    stale = cache.cache_dir(data_dir) / "real_side_mnist_0123456789abcdef.pt"  # another evaluator's, say
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     first = quality_meter("mnist", data_dir)
-    (cached,) = list((tmp_path / "mnist_gan").rglob("real_side_mnist_*.pt"))
+    (cached,) = list((tmp_path / "mnist_gan").rglob("real_side_mnist_*.pt"))  # the stale one is gone
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(metrics, "real_radii", forbidden("the real side was computed again"))
         again = quality_meter("mnist", data_dir)

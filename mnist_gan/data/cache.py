@@ -91,10 +91,10 @@ def load_array(path: Path, dtype: np.dtype, dimensions: int) -> np.ndarray | Non
     return array
 
 
-def remove_stale(folder: Path, prefix: str, content: str) -> None:
-    """Delete the caches of `prefix` made from other contents (files of the form PREFIX_<size>px_<content>.*.npy):
-    an edited folder leaves one decoded copy per image size, not one per edit."""
-    for path in folder.glob(f"{prefix}_*px_*.npy"):
-        if path.name.split(".")[0].rsplit("_", 1)[-1] != content and not path.is_dir():
+def remove_stale(folder: Path, pattern: str, current: str) -> None:
+    """Delete the cached files matching pattern that were not made from the current contents (whose names lack
+    `current`): an edited folder, or a new evaluator, leaves one cache, not one per edit."""
+    for path in folder.glob(pattern):
+        if current not in path.name and not path.is_dir():
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -64,7 +64,12 @@ def load_all(
 def class_names(data_dir: str | Path) -> list[str]:
     """The folder's classes in label order (its first-level sub-folders), or [] when it has none."""
     root = Path(data_dir)
-    paths = find_images(root) if root.is_dir() else []
+    return classes_of(root, find_images(root) if root.is_dir() else [])
+
+
+def classes_of(root: Path, paths: list[Path]) -> list[str]:
+    """The classes the image paths under root define: first-level sub-folders, when every image sits in one and
+    there are at least two; else []."""
     tops = [path.relative_to(root).parts for path in paths]
     if any(len(parts) == 1 for parts in tops):
         return []
@@ -129,7 +134,7 @@ def regular_files(paths: list[Path]) -> tuple[dict[int, os.stat_result], dict[in
 
 def folder_labels(root: Path, paths: list[Path]) -> np.ndarray:
     """Class index of each image from its first-level sub-folder, or all 0 when the folder has no classes."""
-    classes = class_names(root)
+    classes = classes_of(root, paths)  # the paths already found: no second walk of the tree
     if not classes:
         return np.zeros(len(paths), dtype=np.int64)
     index = {name: number for number, name in enumerate(classes)}
@@ -170,7 +175,7 @@ def write_cache(folder: Path, name: str, stem: str, content: str, images: np.nda
     except OutputError as error:
         log.warning(f"could not cache the decoded images: {error}; they are decoded again next run")
         return
-    cache.remove_stale(folder, name, content)
+    cache.remove_stale(folder, f"{name}_*px_*.npy", f"_{content}.")  # other sizes of these images stay
 
 
 def decode_all(
