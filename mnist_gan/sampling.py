@@ -36,8 +36,8 @@ def check_whole(value: object, name: str, low: int, high: int) -> None:
         raise ConfigError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}", name)
 
 
-def class_indices(labels: object, name: str) -> torch.Tensor:
-    """An int, or a flat sequence (list, tuple, range, 1-D integer tensor or array) of ints, as a 1-D tensor."""
+def class_indices(labels: object, name: str) -> list[int]:
+    """An int, or a flat sequence (list, tuple, range, 1-D integer tensor or array) of ints, as a list."""
     if isinstance(labels, torch.Tensor):
         values = labels.tolist() if labels.dim() <= 1 and not labels.is_floating_point() else None
     elif isinstance(labels, (numbers.Integral, Sequence)) and not isinstance(labels, (str, bytes)):
@@ -49,7 +49,7 @@ def class_indices(labels: object, name: str) -> torch.Tensor:
         raise ConfigError(
             f"{name}: expected a class index or a flat sequence of class indices, got {labels!r:.80}", name
         )
-    return torch.tensor([int(v) for v in values], dtype=torch.long)
+    return [int(v) for v in values]
 
 
 def noise(num_images: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -182,13 +182,12 @@ class Sampler:
                 name,
             )
         wanted = class_indices(classes, name)
-        outside = wanted[(wanted < 0) | (wanted >= self.num_classes)]
-        if outside.numel():
+        outside = [label for label in wanted if not 0 <= label < self.num_classes]  # before torch: 2**70 overflows
+        if outside:
             raise ConfigError(
-                f"label {int(outside[0])} is out of range: this generator draws classes 0 to {self.num_classes - 1}",
-                name,
+                f"label {outside[0]} is out of range: this generator draws classes 0 to {self.num_classes - 1}", name
             )
-        return wanted
+        return torch.tensor(wanted, dtype=torch.long)
 
     def class_weights(self, num_images: int, weights: torch.Tensor, name: str) -> torch.Tensor:
         expected = (num_images, self.num_classes)

@@ -220,6 +220,7 @@ BAD_CALLS = {
     "fractional label": lambda s: s.sample(4, labels=1.7),
     "bool label": lambda s: s.sample(4, labels=True),
     "nested labels": lambda s: s.sample(4, labels=[[1, 2]]),
+    "a label beyond int64": lambda s: s.sample(4, labels=[2**70]),
     "no labels": lambda s: s.sample(4, labels=[]),
     "weights of the wrong shape": lambda s: s.sample(4, labels=torch.ones(4, 3)),
     "negative weights": lambda s: s.sample(2, labels=-torch.ones(2, 10)),
