@@ -25,19 +25,25 @@ MAX_GRID_IMAGES = 1024  # a 32 x 32 grid (about 1000 pixels a side for MNIST); m
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save images in [-1, 1] as one PNG grid."""
-    from torchvision.utils import save_image  # imported on use: torchvision takes a second to import
+    from PIL import Image
 
-    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    grid = grid_array(images, nrow or math.ceil(math.sqrt(len(images))))
     with atomic_output(path) as temporary:
-        save_image(images, temporary, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+        Image.fromarray(grid).save(temporary, format="PNG")
 
 
-def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """A grid as an H x W (x 3) uint8 array for matplotlib."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.float(), nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
-    return grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+def grid_array(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
+    """Images in [-1, 1] tiled nrow a row on white, as an H x W x 3 uint8 array: torchvision's make_grid layout,
+    written here because importing torchvision costs a process about 2.5 s (benchmarks/RESULTS.md, section 13)."""
+    pixels = to_uint8(images).expand(-1, 3, -1, -1)  # grey images drawn as RGB, as make_grid does
+    columns = min(nrow, len(images))
+    rows = math.ceil(len(images) / columns)
+    height, width = pixels.shape[-2] + padding, pixels.shape[-1] + padding
+    grid = torch.full((3, rows * height + padding, columns * width + padding), 255, dtype=torch.uint8)
+    for index, image in enumerate(pixels):
+        top, left = index // columns * height + padding, index % columns * width + padding
+        grid[:, top : top + image.shape[-2], left : left + image.shape[-1]] = image
+    return grid.permute(1, 2, 0).numpy()
 
 
 def display_available() -> bool:

@@ -21,7 +21,6 @@ from mnist_gan import __main__ as main_module
 from mnist_gan import formats, trainer
 from mnist_gan.__main__ import app, user_errors
 from mnist_gan.config import Config
-from mnist_gan.data.mnist import TORCHVISION_DATASETS
 from mnist_gan.distributed import RankFailed
 
 
@@ -48,7 +47,8 @@ def test_every_config_field_is_a_main_flag_whose_value_reaches_the_config(monkey
     typed = dict(dataset="folder", data_dir="elsewhere", download=False, img_size=32, channels=3, background="black",
                  arch="dcgan",
                  latent_dim=64, width=16, spectral_norm=True, minibatch_std=False, conditional=True, epochs=7,
-                 batch_size=48, lr=1e-3, b1=0.3, b2=0.95, lr_d=5e-4, lr_schedule="constant", loss="hinge", r1=2.0,
+                 batch_size=48, lr=1e-3, b1=0.3, b2=0.95, lr_d=5e-4, lr_schedule="constant", loss="hinge",
+                 augment="translation,cutout", r1=2.0,
                  r1_every=3, ema_decay=0.99, ema_span=0.25, precision="fp32", compile=True, sync_batchnorm=True,
                  max_batches=9, time_budget=1.5, run_dir="somewhere", log_every=7, sample_interval=11, eval_every=2,
                  eval_samples=300, inception_fid=True, inception_weights="w.pth", keep_last=5, seed=13,
@@ -158,7 +158,9 @@ def test_missing_data_when_the_download_fails(tmp_path: Path, monkeypatch: pytes
     def offline(self) -> None:
         raise URLError("no network")
 
-    monkeypatch.setattr(TORCHVISION_DATASETS["mnist"], "download", offline)
+    from torchvision.datasets import MNIST  # what the loader downloads with, imported only then
+
+    monkeypatch.setattr(MNIST, "download", offline)
     result = run("main", "--data-dir", tmp_path / "empty", "--run-dir", tmp_path / "run")
     assert_clean_failure(result, 1, "could not be downloaded", "no network", "--data-dir")
 
