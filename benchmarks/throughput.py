@@ -69,6 +69,20 @@ def profile_table(loop: MnistGanLoop, steps: int, rows: int = 15) -> str:
     return profiler.key_averages().table(sort_by=f"self_{'cuda' if on_gpu else 'cpu'}_time_total", row_limit=rows)
 
 
+def share_of_peak(name: str, loop: MnistGanLoop, images_per_second: float, peaks: dict[torch.dtype, float]) -> str:
+    """A row's achieved GFLOP/s as a share of the measured matmul peak in the dtype it trains in."""
+    flops = flops_per_step(loop)
+    achieved = flops * images_per_second / loop.config.batch_size / 1e9
+    if loop.precision not in peaks:
+        peaks[loop.precision] = matmul_peak_gflops(loop.precision, loop.device)
+    peak, dtype = peaks[loop.precision], str(loop.precision).removeprefix("torch.")
+    lazy_r1 = " (a lower bound: steps with the lazy R1 penalty cost more)" if loop.config.r1 else ""
+    return (
+        f"{name}: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "
+        f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}{lazy_r1}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring window")
@@ -107,18 +121,13 @@ def main() -> None:
         runs = ", ".join(f"{v:,.0f}" for v in results[name])
         print(f"| {name} | {value:,.0f} | {runs} | {value / classic:.2f}x |")
 
-    default = loops[DEFAULT]
-    flops = flops_per_step(default)
-    steps_per_second = medians[DEFAULT] / default.config.batch_size
-    achieved = flops * steps_per_second / 1e9
-    peak = matmul_peak_gflops(default.precision, device)
-    dtype = str(default.precision).removeprefix("torch.")
-    print(
-        f"\nmnist_gan default: {flops / 1e6:,.0f} MFLOP per step ({dtype}), {achieved:,.1f} GFLOP/s achieved; "
-        f"{dtype} matmul peak {peak:,.0f} GFLOP/s; share {achieved / peak:.1%}"
-        + (" (a lower bound: steps with the lazy R1 penalty cost more)" if default.config.r1 else "")
-    )
+    peaks: dict[torch.dtype, float] = {}
+    print()
+    for name, loop in loops.items():
+        if isinstance(loop, MnistGanLoop) and name != "mnist_gan at classic settings (MLP, batch 64, fp32)":
+            print(share_of_peak(name, loop, medians[name], peaks))
     if args.profile:
+        default = loops[DEFAULT]
         print(f"\nmnist_gan default, {args.profile} steps, operators by self time:")
         print(profile_table(default, args.profile))
 

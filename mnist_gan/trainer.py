@@ -169,11 +169,11 @@ def prepare_models(state: TrainingState, config: Config, device: torch.device) -
         state.generator.compile()
         if not config.r1:  # torch.compile cannot differentiate twice, as R1's gradient penalty does through D
             state.discriminator.compile()
-    if distributed.world_size() == 1:
-        return
-    if config.sync_batchnorm:
+    if config.sync_batchnorm:  # in one process too: the flag is checked, and torch's layer falls back to BatchNorm
         distributed.sync_batchnorm(state.generator, device)
         distributed.sync_batchnorm(state.discriminator, device)
+    if distributed.world_size() == 1:
+        return
     state.parallel = (  # D's running statistics stay each rank's own; G's come from rank 0 for the samples
         distributed.wrap(state.generator, device, sync_buffers=True),
         distributed.wrap(state.discriminator, device, sync_buffers=False),
