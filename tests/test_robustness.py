@@ -24,15 +24,15 @@ from mnist_gan.errors import CheckpointError, ConfigError, TrainingDiverged
 
 @pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    # A grid at step 310 tells when training is inside epoch 1 (steps 301-600), on any machine's speed;
+    # A grid at step 110 tells when training is inside epoch 1 (steps 101-200), on any machine's speed;
     # drawing it does not touch the weights or the random streams.
-    settings_ = ("--epochs", "2", "--max-batches", "300", "--sample-interval", "310")
+    settings_ = ("--epochs", "2", "--max-batches", "100", "--sample-interval", "110")
     straight = tmp_path / "straight"
     subprocess.run(cli_command(data_dir, straight, *settings_), check=True, capture_output=True)
 
     interrupted = tmp_path / "an interrupted run"  # a space: the resume hint must quote it
     process = subprocess.Popen(cli_command(data_dir, interrupted, *settings_), stderr=subprocess.PIPE, text=True)
-    wait_for((interrupted / "images", "step_0000310.png"), process)
+    wait_for((interrupted / "images", "step_0000110.png"), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -73,24 +73,6 @@ def test_sigterm_during_the_final_evaluation_saves_the_epoch_and_exits_143(
     finished = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert (run_dir / "generator.pth").is_file()
-
-
-@pytest.mark.slow
-def test_sigkill_leaves_earlier_checkpoints_loadable_and_resume_finishes(tmp_path: Path, data_dir: Path) -> None:
-    run_dir = tmp_path / "killed"
-    process = subprocess.Popen(
-        cli_command(data_dir, run_dir, "--epochs", "4", "--max-batches", "150"), stderr=subprocess.PIPE, text=True
-    )
-    wait_for((run_dir / "checkpoints", "epoch_001.pt"), process)
-    process.kill()  # SIGKILL: no handler runs
-    process.wait()
-    survivors = checkpoints.list_checkpoints(run_dir)
-    assert [path.name for path in survivors][:2] == ["epoch_000.pt", "epoch_001.pt"]
-    for path in survivors:
-        formats.load(path)  # every complete checkpoint loads
-    result = subprocess.run(cli_command(data_dir, run_dir, "--resume"), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == 4
 
 
 class MakesAMarker:
@@ -172,8 +154,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 ) -> None:
     real_step = step.train_step
 
-    def step_that_diverges(state, *args):
-        stats = real_step(state, *args)
+    def step_that_diverges(state, *args, **kwargs):
+        stats = real_step(state, *args, **kwargs)
         return {**stats, "loss_g": torch.tensor(float("nan"))} if state.step == 8 else stats  # the 9th step
 
     monkeypatch.setattr(step, "train_step", step_that_diverges)

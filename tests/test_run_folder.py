@@ -56,10 +56,13 @@ def test_run_folder_without_checkpoints_is_not_reused(trained_run: Path, tmp_pat
 
 @pytest.mark.slow
 def test_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_path: Path, data_dir: Path) -> None:
-    """#8.3: one process per run folder; the lock of a process killed with -9 does not block the next."""
+    """#8.3: one process per run folder; the lock of a process killed with -9 (no handler runs) does not block the
+    next, its complete checkpoints all load, and --resume finishes the run."""
     run_dir = tmp_path / "run"
     first = subprocess.Popen(
-        cli_command(data_dir, run_dir, "--epochs", "100", "--max-batches", "20"), stderr=subprocess.PIPE, text=True
+        cli_command(data_dir, run_dir, "--epochs", "1000", "--max-batches", "20", "--keep-last", "0"),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for((run_dir / "checkpoints", "epoch_000.pt"), first)
@@ -68,14 +71,17 @@ def test_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_p
         assert f"is in use by process {first.pid}" in " ".join(second.stderr.split())
         assert "Traceback" not in second.stderr
         assert first.poll() is None  # the holder trains on, undisturbed
+        wait_for((run_dir / "checkpoints", "epoch_001.pt"), first)
     finally:
         first.kill()
         first.wait()
-    third = subprocess.run(
-        cli_command(data_dir, run_dir, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=300
-    )
+    survivors = checkpoints.list_checkpoints(run_dir)
+    assert [path.name for path in survivors][:2] == ["epoch_000.pt", "epoch_001.pt"]
+    done = max(formats.load(path)["epoch"] for path in survivors)  # every complete checkpoint loads
+    third = subprocess.run(cli_command(data_dir, run_dir, "--resume", "--epochs", str(done + 1)),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert third.returncode == 0, third.stderr
-    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] >= 2
+    assert formats.load(checkpoints.latest_checkpoint(run_dir))["epoch"] == done + 1
 
 
 def test_newest_run_is_the_most_recently_modified(
