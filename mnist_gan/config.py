@@ -18,6 +18,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("ns", "hinge")  # non-saturating (Goodfellow et al. 2014); hinge (Lim & Ye 2017, SN-GAN, BigGAN)
 LR_SCHEDULES = ("constant", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transforms (augment.py)
 CHOICES = {"dataset": tuple(DATASETS), "arch": ARCHITECTURES, "precision": PRECISIONS, "loss": LOSSES,
            "lr_schedule": LR_SCHEDULES, "device": DEVICES}  # fmt: skip
 
@@ -47,7 +48,7 @@ OPEN_BELOW_ONE = ("b1", "b2", "ema_decay", "lr_d")  # in [0, 1)
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
 BEFORE_FIELD_EXISTED = {
     "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0,
-    "conditional": False, "ema_span": 1 / 9,
+    "conditional": False, "ema_span": 1 / 9, "augment": "",
 }  # fmt: skip
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
@@ -97,6 +98,8 @@ class Config:
     lr_schedule: str = option("linear", "constant, or linear: both learning rates fall to 0 at the end of the run "
                                         "(its epochs, or --time-budget if sooner).")  # fmt: skip
     loss: str = option("ns", "Loss: ns (non-saturating, on logits) or hinge.")
+    augment: str = option("", "DiffAugment: the same random transforms of real and generated images before D, "
+                              "comma-separated (color, translation, cutout); more from few images. '': off.")  # fmt: skip
     r1: float = option(1.0, "Weight gamma of the R1 penalty on D's gradient at real images; 0: off.")
     r1_every: int = option(4, "Apply R1 on one step in this many, as many times as strong (lazy R1: the same "
                                 "effect, cheaper).")  # fmt: skip
@@ -150,6 +153,10 @@ class Config:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
         background_colour(self.background)
+        unknown = [name for name in self.augment.split(",") if name.strip() and name.strip() not in AUGMENTATIONS]
+        if unknown:
+            raise ConfigError(f"augment: unknown transform(s) {', '.join(unknown)}; choose from "
+                              f"{', '.join(AUGMENTATIONS)}, comma-separated", "augment")  # fmt: skip
         if self.conditional and self.num_classes == 1:
             raise ConfigError("a conditional model needs at least 2 classes", "conditional")
         if self.arch == "dcgan" and not dcgan_supports(self.img_size):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .augment import diff_augment, parse_policy
 from .config import Config
 from .devices import autocast
 from .state import TrainingState
@@ -20,6 +21,7 @@ def train_step(
     r1: float = 0.0,
     labels: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    augment: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """One discriminator and one generator update, on logits: the non-saturating loss or the hinge loss,
     optionally with the R1 penalty (weight r1) on D's gradient at the real images. The statistics stay on the
@@ -27,7 +29,8 @@ def train_step(
     loss alone, comparable between steps with and without the penalty.
 
     A conditional model gets the real batch's labels (None otherwise); the fakes are drawn for the same labels, so
-    G is asked for the classes in the proportions of the data. noise: G's input, fresh from the RNG by default."""
+    G is asked for the classes in the proportions of the data. noise: G's input, fresh from the RNG by default.
+    augment: DiffAugment's transforms, applied to everything D sees (R1 then differentiates through them)."""
     generator, discriminator = state.parallel or (state.generator, state.discriminator)
     z = torch.randn(real.shape[0], latent_dim, device=real.device) if noise is None else noise
 
@@ -36,8 +39,8 @@ def train_step(
     real.requires_grad_(r1 > 0)
     with autocast(real.device, precision):
         fake = generator(z, labels)
-        logits_real = discriminator(real, labels).float()
-        logits_fake = discriminator(fake.detach(), labels).float()
+        logits_real = discriminator(diff_augment(real, augment), labels).float()
+        logits_fake = discriminator(diff_augment(fake.detach(), augment), labels).float()
     loss_d = discriminator_loss(logits_real, logits_fake, loss)
     penalty = r1 / 2 * r1_penalty(logits_real, real) if r1 else 0.0
     state.optimizer_d.zero_grad(set_to_none=True)
@@ -49,7 +52,7 @@ def train_step(
     discriminator = state.discriminator
     discriminator.requires_grad_(False)
     with autocast(real.device, precision):
-        logits_fake_for_g = discriminator(fake, labels).float()
+        logits_fake_for_g = discriminator(diff_augment(fake, augment), labels).float()
     loss_g = generator_loss(logits_fake_for_g, loss)
     state.optimizer_g.zero_grad(set_to_none=True)
     loss_g.backward()
@@ -113,6 +116,6 @@ def training_step(
     when the model is conditional; counted in state.step."""
     conditional_labels = labels if config.conditional else None
     stats = train_step(state, real, config.latent_dim, precision, config.loss, r1_weight(config, state.step),
-                       conditional_labels)  # fmt: skip
+                       conditional_labels, augment=parse_policy(config.augment))  # fmt: skip
     state.step += 1
     return stats

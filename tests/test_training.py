@@ -50,8 +50,8 @@ def test_scalars_are_window_means_read_from_the_device_once_per_window(
     per --log-every steps, and TensorBoard gets their mean over the window."""
     real_step, real_read, reads = step.train_step, epochs.StatsWindow.read, []
 
-    def numbered_step(state, *args):
-        return {**real_step(state, *args), "loss_d": torch.tensor(float(state.step + 1))}  # step n reports n
+    def numbered_step(state, *args, **kwargs):
+        return {**real_step(state, *args, **kwargs), "loss_d": torch.tensor(float(state.step + 1))}  # step n reports n
 
     def counted_read(window, session):
         reads.append(window.steps)
