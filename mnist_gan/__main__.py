@@ -28,6 +28,7 @@ from .cli import (
 from .config import DEVICES, Config, background_colour
 from .datasets import DATASETS
 from .errors import ConfigError
+from .evaluator import MIN_STEPS
 from .files import check_output, write_text
 from .plots import FIGURE_SUFFIXES, MAX_GRID_IMAGES
 from .runs import newest_run
@@ -204,7 +205,9 @@ def animate_command(
 def train_evaluator_command(
     dataset: Annotated[str, typer.Option(callback=choice(tuple(DATASETS)), help="Dataset to classify.")] = "mnist",
     data_dir: DataDirOption = Config.data_dir,
-    epochs: Annotated[int, typer.Option(min=1, max=100, help="Training epochs.")] = 4,
+    epochs: Annotated[
+        int, typer.Option(min=0, max=1000, help=f"Training epochs; 0: at least 4, and at least {MIN_STEPS} updates.")
+    ] = 0,
     out: Annotated[
         Optional[Path],
         typer.Option(

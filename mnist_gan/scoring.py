@@ -26,7 +26,7 @@ SUMMARY_KEYS = ("epoch", "fid", "inception_score", "classes_covered", "coverage"
 
 
 def build_evaluator(
-    dataset: str, data_dir: str | Path, out: Path, epochs: int = 4, background: str = "white"
+    dataset: str, data_dir: str | Path, out: Path, epochs: int = 0, background: str = "white"
 ) -> dict[str, Any]:
     """Train the evaluator, measure the real-data reference with it, and save both in one file, with the class
     names it was made for (a folder's), so that it is refused once the folder's classes change."""
