@@ -18,7 +18,7 @@ from . import checkpoints, distributed, formats, runs
 from .config import Config
 from .data import batches_per_epoch, epoch_batches
 from .errors import TrainingDiverged, TrainingInterrupted
-from .metrics import EVAL_SEED, Meter
+from .metrics import EVAL_SEED, Meter, sample_shares
 from .reporting import Reporter
 from .sampling import draw, scoring_sample
 from .signals import EvaluationStopped, StopSignals
@@ -195,7 +195,8 @@ def evaluate(session: Session) -> tuple[dict | None, float]:
     try:
         with session.stop.evaluation():
             images, labels = scoring_sample(session.state.sample_generator, session.config.eval_samples,
-                                            session.config.latent_dim, EVAL_SEED)  # fmt: skip
+                                            session.config.latent_dim, EVAL_SEED,
+                                            sample_shares(session.config.dataset, session.meters))  # fmt: skip
             metrics: dict | None = {}
             for meter in session.meters:
                 metrics |= meter.score(images, labels)

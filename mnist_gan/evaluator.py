@@ -121,10 +121,14 @@ def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int
     }
 
 
-def load_evaluator(dataset: str, path: Path, device: torch.device | str = "cpu") -> tuple[Evaluator, dict[str, Any]]:
-    """An evaluator in eval mode, and its file's metadata (accuracy, real-data reference)."""
+def load_evaluator(
+    dataset: str, path: Path, device: torch.device | str = "cpu", data_dir: str | Path | None = None
+) -> tuple[Evaluator, dict[str, Any]]:
+    """An evaluator in eval mode, and its file's metadata (accuracy, real-data reference). data_dir: the data it
+    is for, named in the advice when there is none (a user cache's path says nothing of the data's)."""
     if not path.is_file():
-        data_dir = "" if DATASETS[dataset].shipped_evaluator else f" --data-dir {path.parent.parent}"
+        folder = data_dir if data_dir is not None else path.parent.parent
+        data_dir = "" if DATASETS[dataset].shipped_evaluator else f" --data-dir {folder}"
         raise NoEvaluator(
             f"no evaluator for {dataset} at {path}; create it with "
             f"`python -m mnist_gan train-evaluator --dataset {dataset}{data_dir}`"

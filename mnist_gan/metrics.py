@@ -19,6 +19,7 @@ from torch import nn
 from .config import LIMITS, MIN_EVAL_SAMPLES
 from .data import class_names, load_dataset
 from .data.cache import cache_dir, remove_stale
+from .datasets import DATASETS
 from .errors import MnistGanError, NoEvaluator, NoInception
 from .evaluator import FEATURES, Evaluator, check_fits, evaluator_path, load_evaluator
 from .files import save_torch
@@ -220,6 +221,8 @@ class QualityMeter:
         real_side: RealSide | None = None,
     ) -> None:
         self.evaluator, self.test_labels = evaluator, real_labels
+        classes = evaluator.shape["num_classes"]
+        self.class_shares = torch.bincount(real_labels, minlength=classes).double() / max(1, len(real_labels))
         self.reference = reference or {}  # the same metrics for real training images: what a perfect generator scores
         if real_side is None:  # the real images' features and k-NN radii: computed once, or read from the cache
             features = self.evaluator.embed(real_images)[0]
@@ -250,6 +253,15 @@ class QualityMeter:
         return {name: results[name] for name in (*METRICS, *CONDITIONAL_METRICS, "class_fids") if name in results}
 
 
+def sample_shares(dataset: str, meters: list[Meter] | list[QualityMeter]) -> torch.Tensor | None:
+    """The class shares a conditional generator is scored in: equal for the benchmark datasets (as their papers
+    report), the test split's own for a folder, whose classes are whatever the user has: a balanced sample of
+    imbalanced data would score the class mix, not the images."""
+    if not DATASETS[dataset].classes:
+        return None
+    return next((meter.class_shares for meter in meters if isinstance(meter, QualityMeter)), None)
+
+
 class Meter(Protocol):
     """What scores a sample during training: QualityMeter, or the Inception FID (inception.py)."""
 
@@ -263,7 +275,7 @@ def quality_meter(
     """The dataset's evaluator (or the one at path) and test split, ready to score generated images; NoEvaluator
     when there is none, or it does not fit the data."""
     path = path or evaluator_path(dataset, data_dir)
-    evaluator, metadata = load_evaluator(dataset, path, device)
+    evaluator, metadata = load_evaluator(dataset, path, device, data_dir)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download, background=background)
     names = class_names(dataset, data_dir)
     data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,

@@ -105,12 +105,22 @@ def sample_images(
 
 
 def scoring_sample(
-    generator: nn.Module, num_images: int, latent_dim: int, seed: int
+    generator: nn.Module, num_images: int, latent_dim: int, seed: int, shares: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The images the metrics score, and the labels they were drawn for: a conditional generator draws every
-    class in equal share (None for an unconditional one)."""
+    class in equal share, or in `shares` when given (None for an unconditional one)."""
     labels = class_cycle(num_images, classes_of(generator))
+    if labels is not None and shares is not None:
+        labels = labels_in_shares(num_images, shares)
     return sample_images(generator, num_images, latent_dim, seed=seed, labels=labels), labels
+
+
+def labels_in_shares(num_images: int, shares: torch.Tensor) -> torch.Tensor:
+    """num_images labels, class k about shares[k] of them (largest remainders decide the rounding)."""
+    exact = shares.double() / shares.sum() * num_images
+    counts = exact.floor().long()
+    counts[torch.argsort(exact - counts, descending=True)[: num_images - int(counts.sum())]] += 1
+    return torch.repeat_interleave(torch.arange(len(shares)), counts)
 
 
 def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

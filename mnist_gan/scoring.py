@@ -18,7 +18,15 @@ from .data import class_names, fixed_subset, load_dataset
 from .devices import resolve_device
 from .errors import ConfigError, MnistGanError, NoEvaluator
 from .evaluator import save_evaluator, train_evaluator
-from .metrics import CONDITIONAL_METRICS, EXTRA_METRICS, METRICS, QualityMeter, check_sample_count, quality_meter
+from .metrics import (
+    CONDITIONAL_METRICS,
+    EXTRA_METRICS,
+    METRICS,
+    QualityMeter,
+    check_sample_count,
+    quality_meter,
+    sample_shares,
+)
 from .sampling import scoring_sample
 
 log = logging.getLogger(__name__)
@@ -126,7 +134,6 @@ def evaluate(
     else:
         source = checkpoints.resolve_source(checkpoint, run_dir, prefer_best=True)
         generator, config, _ = checkpoints.load_generator(source, torch_device)
-        fake, labels = scoring_sample(generator, num_images, config.latent_dim, seed)
         dataset, data_dir = dataset or config.dataset, data_dir or config.data_dir  # default: the run's own data
         background = config.background
     metrics: dict[str, Any] = {}
@@ -136,7 +143,11 @@ def evaluate(
     except NoEvaluator:
         if not inception_fid:
             raise
-    else:
+        meter = None
+    if images is None:  # drawn once the real side is known: a folder's classes are drawn in its shares
+        shares = sample_shares(dataset, [meter] if meter else [])
+        fake, labels = scoring_sample(generator, num_images, config.latent_dim, seed, shares)
+    if meter is not None:
         metrics = meter.score(match_channels(fake, meter.evaluator.shape["channels"]), labels)
         reference = meter.reference
         if labels is not None:  # the class metrics of real training images, at the same count, as their reference

@@ -32,8 +32,9 @@ from mnist_gan import formats
 from mnist_gan.__main__ import app
 from mnist_gan.config import Config, background_colour
 from mnist_gan.data import cache, folder, load_dataset
-from mnist_gan.errors import ConfigError, DataError
+from mnist_gan.errors import ConfigError, DataError, NoEvaluator
 from mnist_gan.evaluator import packaged_weights
+from mnist_gan.metrics import quality_meter
 
 
 @pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
@@ -345,3 +346,21 @@ def test_real_emoji_decode_onto_white_without_a_library_warning(private_user_cac
     corners = images[:, :, :2, :2].flatten(1).float().mean(1)
     assert (corners > 250).float().mean() > 0.45, (corners > 250).float().mean()  # about half the emoji fill them
     assert not (emoji / cache.CACHE_DIR).exists()
+
+
+def test_one_folder_has_one_cache_however_its_path_is_spelled_and_the_advice_names_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """../emoji and /abs/emoji were two user caches (and two evaluators); the advice for a missing evaluator in the
+    user cache named the cache as --data-dir."""
+    data = make_shapes_folder(tmp_path / "data" / "shapes", per_class=4)
+    data.chmod(0o555)  # read-only: the user cache
+    monkeypatch.chdir(tmp_path / "data")
+    assert (
+        cache.cache_dir("shapes")
+        == cache.cache_dir(data)
+        == cache.cache_dir(tmp_path / "data" / ".." / "data" / "shapes")
+    )
+    with pytest.raises(NoEvaluator, match="--data-dir shapes`"):
+        quality_meter("folder", "shapes")
+    data.chmod(0o755)

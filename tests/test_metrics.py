@@ -17,7 +17,8 @@ from mnist_gan import formats, metrics, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import cache, load_dataset
 from mnist_gan.evaluator import evaluator_path, load_evaluator
-from mnist_gan.metrics import METRICS, QualityMeter, quality_meter
+from mnist_gan.metrics import METRICS, QualityMeter, quality_meter, sample_shares
+from mnist_gan.sampling import labels_in_shares
 
 N = 2000
 
@@ -222,3 +223,15 @@ def test_the_real_side_is_cached_checked_and_recomputed_when_damaged(
     foreign = {"features": torch.zeros(5, 128), "radii3": torch.zeros(5), "radii5": torch.zeros(5)}
     torch.save(foreign, cached)
     assert metrics.read_real_side(cached, 10_000) is None and metrics.read_real_side(cached, 5) is not None
+
+
+def test_a_folder_conditional_generator_is_scored_in_the_datas_class_shares() -> None:
+    """A class-balanced sample of imbalanced data scores the class mix, not the images (the emoji: 60% one class);
+    the benchmark datasets keep the class-balanced sample their papers report."""
+    assert torch.bincount(labels_in_shares(10, torch.tensor([6.0, 3.0, 1.0]))).tolist() == [6, 3, 1]
+    assert torch.bincount(labels_in_shares(7, torch.tensor([0.5, 0.5]))).tolist() in ([4, 3], [3, 4])
+    assert torch.bincount(labels_in_shares(1000, torch.tensor([2261.0, 85.0, 159.0])), minlength=3).sum() == 1000
+    meter = QualityMeter.__new__(QualityMeter)  # only its shares are read
+    meter.class_shares = torch.tensor([0.9, 0.1])
+    assert sample_shares("mnist", [meter]) is None
+    assert torch.equal(sample_shares("folder", [meter]), meter.class_shares)

@@ -27,7 +27,7 @@ CACHE_ENV = "MNIST_GAN_CACHE_DIR"
 
 def cache_dir(data_root: str | Path) -> Path:
     """The folder for data_root's derived files (see the module's docstring); not created here."""
-    root = Path(data_root).absolute()
+    root = Path(data_root).resolve()  # one folder, one cache, however its path was spelled (../x, a link)
     chosen = os.environ.get(CACHE_ENV)
     if not chosen and can_hold(root / CACHE_DIR):
         return root / CACHE_DIR

@@ -1,0 +1,77 @@
+"""The sanity ladder (#27): on real data the metrics must rank worse images worse, in order.
+
+    python -m mnist_gan train-evaluator --dataset folder --data-dir ../shared/data/emoji    # once
+    python benchmarks/sanity_ladder.py --data-dir ../shared/data/emoji --run runs/A --run runs/B
+
+Rows, each scored by the folder's evaluator against its test split, beside the real-data reference: the real
+training images; the same blurred (downscaled 4x and back); the same with their colour channels shuffled (RGB ->
+BRG); each --run's generator (its best.pt, else latest), drawing as many images; uniform noise. FID, KID and recall should rise and fall
+down the ladder in that order; the script prints whether they do.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from common import machine
+
+from mnist_gan import checkpoints
+from mnist_gan.data import load_dataset
+from mnist_gan.metrics import QualityMeter, quality_meter, sample_shares
+from mnist_gan.sampling import scoring_sample
+
+COLUMNS = ("fid", "kid", "precision", "recall", "coverage", "classes_covered", "class_kl")
+
+
+def blurred(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    """Downscaled `factor` times and back up: the shapes and colours stay, the detail goes."""
+    size = images.shape[-1]
+    small = F.interpolate(images.float(), scale_factor=1 / factor, mode="bilinear", antialias=True)
+    return F.interpolate(small, size=(size, size), mode="bilinear").round().clamp(0, 255).to(torch.uint8)
+
+
+def generated(run_dir: Path, count: int, meter: QualityMeter) -> torch.Tensor:
+    """count images of a run's generator, drawn as `evaluate` draws them (a folder's classes in its shares)."""
+    source = checkpoints.resolve_source(None, run_dir, prefer_best=True)
+    generator, config, _ = checkpoints.load_generator(source, torch.device("cpu"))
+    shares = sample_shares(config.dataset, [meter])
+    images, _ = scoring_sample(generator, count, config.latent_dim, seed=0, shares=shares)
+    return images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="folder")
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "emoji"))
+    parser.add_argument("--background", default="white")
+    parser.add_argument("--run", type=Path, action="append", default=[], help="a run whose generator is a row")
+    args = parser.parse_args()
+    meter = quality_meter(args.dataset, args.data_dir, background=args.background)
+    real, _ = load_dataset(args.dataset, args.data_dir, background=args.background)
+    count = min(len(real), 10_000)
+    real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:count]]
+    rows = {
+        "real training images": real,
+        "real, blurred (4x down and up)": blurred(real),
+        "real, colour channels shuffled (RGB -> BRG)": real[:, [2, 0, 1]] if real.shape[1] == 3 else 255 - real,
+        **{f"generator of {run}": generated(run, count, meter) for run in args.run},
+        "uniform noise": torch.randint(
+            0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        ),
+    }
+    scores = {name: meter.score(images) for name, images in rows.items()}
+    print(f"machine: {machine()}\n{args.dataset} {args.data_dir}: {count:,} images a row\n")
+    print("| row | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS))
+    for name, metrics in scores.items():  # the first row is the real-data reference train-evaluator stored
+        print(f"| {name} | " + " | ".join(f"{metrics[column]:.4g}" for column in COLUMNS) + " |")
+    for column, rises in (("fid", True), ("kid", True), ("recall", False)):
+        values = [metrics[column] for metrics in scores.values()]
+        ordered = all((a <= b) if rises else (a >= b) for a, b in zip(values, values[1:], strict=False))
+        print(f"{column} {'rises' if rises else 'falls'} down the ladder: {'yes' if ordered else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
