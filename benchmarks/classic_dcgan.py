@@ -8,18 +8,18 @@ and Normalize (PIL's convert("RGB") drops transparency), a DataLoader with 2 wor
 N(0, 0.02) init, Adam 2e-4 with b1 0.5, Sigmoid + BCELoss, batch 64, no weight average. mnist_gan trains
 `main --dataset folder --img-size 32 --time-budget MINUTES` with the folder recipe (plus --config overrides). Both
 count training time only; both are scored by the folder's evaluator (`train-evaluator` first) on 10,000 samples.
+(ImageFolder takes every sub-folder for a class: a data folder mnist_gan can write in holds `.mnist_gan_cache/`
+after a first run; the emoji folder is read-only, so its cache is in the user's.)
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from common import machine, train_with_snapshots
+from common import ClassicLoop, machine, train_with_snapshots
 from time_to_quality import parse_overrides
 from torch import nn
 from torchvision import datasets, transforms
@@ -62,7 +62,7 @@ def weights_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class ClassicDCGAN:
+class ClassicDCGAN(ClassicLoop):
     """examples/dcgan/main.py's loop: D on a real and a fake batch, then G on the same fakes."""
 
     def __init__(self, data_dir: str, seed: int = 0) -> None:
@@ -71,17 +71,11 @@ class ClassicDCGAN:
             transforms.Resize(64), transforms.CenterCrop(64), transforms.ToTensor(),
             transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
         ]))  # fmt: skip
-        self.loader = torch.utils.data.DataLoader(folder, batch_size=64, shuffle=True, num_workers=2)
-        self.generator, self.discriminator = classic_generator(), classic_discriminator()
-        self.generator.apply(weights_init)
-        self.discriminator.apply(weights_init)
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.loss = nn.BCELoss()
-
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            yield from self.loader
+        generator, discriminator = classic_generator(), classic_discriminator()
+        generator.apply(weights_init)
+        discriminator.apply(weights_init)
+        loader = torch.utils.data.DataLoader(folder, batch_size=64, shuffle=True, num_workers=2)
+        self.start(loader, generator, discriminator)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         real = batch[0]
@@ -94,9 +88,6 @@ class ClassicDCGAN:
         self.generator.zero_grad()
         self.loss(self.discriminator(fake).view(-1), ones).backward()
         self.optimizer_g.step()
-
-    def sampler(self) -> nn.Module:
-        return copy.deepcopy(self.generator).eval()
 
 
 @torch.no_grad()

@@ -106,8 +106,12 @@ class ClassicLoop:
                 [transforms.Resize(28), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]
             ),
         )
-        self.loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
-        self.generator, self.discriminator = ClassicGenerator(), ClassicDiscriminator()
+        self.start(torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True), ClassicGenerator(),
+                   ClassicDiscriminator())  # fmt: skip
+
+    def start(self, loader: torch.utils.data.DataLoader, generator: nn.Module, discriminator: nn.Module) -> None:
+        """What the classic scripts share: Adam 2e-4 with b1 0.5 for both networks, BCE on D's Sigmoid."""
+        self.loader, self.generator, self.discriminator = loader, generator, discriminator
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.loss = nn.BCELoss()

@@ -10,11 +10,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from classic_dcgan import ClassicDCGAN, classic_samples  # noqa: E402
 from common import ClassicLoop, MnistGanLoop, images_per_second, train_with_snapshots  # noqa: E402
+from sanity_ladder import blurred  # noqa: E402
 from throughput import flops_per_step, matmul_peak_gflops, profile_table  # noqa: E402
 from time_to_quality import train_with_budgets  # noqa: E402
 
+from helpers import make_shapes_folder, runner  # noqa: E402
+from mnist_gan.__main__ import app  # noqa: E402
 from mnist_gan.config import Config  # noqa: E402
+from mnist_gan.data import load_dataset  # noqa: E402
+from mnist_gan.metrics import quality_meter  # noqa: E402
 from mnist_gan.sampling import sample_images  # noqa: E402
 
 # They train real loops, so they run with the end-to-end tests (deselect with -m 'not slow').
@@ -63,3 +69,19 @@ def test_mnist_gan_trains_one_budgeted_run_per_budget(data_dir: Path) -> None:
     assert 1.0 <= short_seconds < 2.0 <= long_seconds  # each run stopped by its own budget, not by its epochs
     assert 0 < short_steps < long_steps
     assert sample_images(generator, 4, 100).shape == (4, 1, 28, 28)
+
+
+def test_the_colour_benchmarks_run_on_a_folder(tmp_path: Path) -> None:
+    """classic_dcgan.py's loop trains on a folder and its samples are scored; sanity_ladder.py's blur keeps the
+    images' shape and changes them."""
+    root = make_shapes_folder(tmp_path / "shapes", per_class=40)
+    loop = ClassicDCGAN(str(root))  # first: ImageFolder would take the cache folder for a class
+    result = runner.invoke(app, ["train-evaluator", "--dataset", "folder", "--data-dir", str(root), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    loop.step(next(loop.batches()))
+    images = classic_samples(loop.sampler(), 100)
+    assert images.shape == (100, 3, 64, 64) and images.dtype == torch.uint8
+    meter = quality_meter("folder", root)
+    assert meter.score(images)["fid"] > meter.reference["fid"]
+    real, _ = load_dataset("folder", root)
+    assert blurred(real).shape == real.shape and not torch.equal(blurred(real), real)
