@@ -54,6 +54,10 @@ class RunInUse(MnistGanError):
     """Another process holds the run folder's lock."""
 
 
+class TrainingFailed(MnistGanError):
+    """The device failed under a run (a GPU error, a GPU gone); its saved checkpoints are whole."""
+
+
 class TrainingDiverged(MnistGanError):
     """A loss became NaN or infinite."""
 

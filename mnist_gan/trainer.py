@@ -16,7 +16,7 @@ from .data import batches_per_epoch, fingerprint, load_dataset
 from .datasets import DATASETS
 from .devices import resolve_device, resolve_precision, tune_for
 from .epochs import Session, loop
-from .errors import CheckpointError, ConfigError, DataError, OutputError
+from .errors import CheckpointError, ConfigError, DataError, MnistGanError, OutputError, TrainingFailed
 from .files import describe
 from .metrics import quality_meters
 from .reporting import Reporter, SilentReporter
@@ -154,9 +154,29 @@ def launch(
             raise OutputError(
                 f"could not write to {run_dir}: {describe(error)}; the checkpoints saved so far are intact"
             ) from None
+        except Exception as error:
+            failure = device_or_compiler_failure(error, config, run_dir)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             reporter.close()
     return run_dir
+
+
+def device_or_compiler_failure(error: Exception, config: Config, run_dir: Path) -> MnistGanError | None:
+    """A GPU that failed or vanished mid-run, or --compile that cannot compile here, as one clear error (the
+    checkpoints saved so far are whole); None for anything else."""
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    resume = f"the checkpoints in {run_dir} are intact: --resume goes on from the newest"
+    if isinstance(error, torch.AcceleratorError) or "CUDA error" in first_line:
+        return TrainingFailed(f"the GPU failed during training ({first_line}); {resume}")
+    if config.compile and type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+        cause = getattr(error, "inner_exception", None) or error  # what the compiler backend raised
+        first_line = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+        return ConfigError(f"--compile could not compile the models here ({first_line}); train without --compile "
+                           f"({resume})", "compile")  # fmt: skip
+    return None
 
 
 def prepare_models(state: TrainingState, config: Config, device: torch.device) -> None:

@@ -237,7 +237,9 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
     """A real run whose per-epoch FID falls, whose samples spread over the classes, and that evaluate and compare
     read; in fp32 and in bf16 autocast (as an AVX512-BF16 or AMX CPU runs it: forced here, emulated where the CPU
     has no bf16), so the thresholds hold on every CPU class. Measured (fp32; bf16): FID 748 -> 213; 744 -> 222,
-    class KL 1.0 -> 0.32; 1.0 -> 0.12, recall 0 -> 0.10; 0 -> 0.17, classes covered 1 to 3 and back (noisy)."""
+    class KL 1.0 -> 0.32; 1.0 -> 0.12, recall 0 -> 0.10; 0 -> 0.17, classes covered 1 to 3 and back (noisy). With
+    the evaluator's border-repeating shifts (RESULTS.md, section 13) the class KL reads lower from the start:
+    0.66 -> 0.37 in fp32 under AVX2 emulation, so it must fall by a quarter, not a half."""
     if precision == "bf16":
         monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     run_dir = tmp_path / "run"
@@ -251,7 +253,7 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
     assert len(records) == 10
     first, last = records[0], records[-1]
     assert last["fid"] < first["fid"] / 2 and last["recall"] > first["recall"] + 0.03, (first, last)
-    assert last["class_kl"] < first["class_kl"] / 2, (first, last)
+    assert last["class_kl"] < first["class_kl"] * 0.75, (first, last)
     assert first["classes_covered"] == 1 and max(record["classes_covered"] for record in records) >= 2, records
 
     scores = tmp_path / "scores.json"

@@ -132,3 +132,35 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert "fid" in table and "images/s" in (out / "logs" / "throughput.log").read_text()
     written = {path.relative_to(tmp_path).parts[0] for path in tmp_path.rglob("*")}
     assert written == {"gpu_data", "out"}  # nothing outside its output folder (and the prepared data)
+
+
+def test_a_gpu_that_fails_mid_run_is_one_clear_error_and_the_run_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU that vanishes or faults mid-run (raised by hand: a CPU has none to lose)."""
+    run_dir = tmp_path / "run"
+    train(quick_config(run_dir, epochs=1, eval_every=0))
+    step = epochs.training_step
+
+    def gpu_gone(*args, **kwargs):
+        raise torch.AcceleratorError("CUDA error: unspecified launch failure")
+
+    monkeypatch.setattr(epochs, "training_step", gpu_gone)
+    result = run("main", "--resume", "--run-dir", run_dir, "--epochs", "2")
+    assert_clean_failure(result, 1, "the GPU failed during training", "unspecified launch failure", "--resume")
+    monkeypatch.setattr(epochs, "training_step", step)
+    assert run("main", "--resume", "--run-dir", run_dir, "--epochs", "2").exit_code == 0
+
+
+def test_compile_that_cannot_compile_here_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile fails at the first step, deep in the loop (no C++ compiler, say): one message, not a trace."""
+    compile_module = torch.nn.Module.compile
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compile_module(self, backend=broken_backend))
+    result = run("main", "--data-dir", DATA_DIR, "--run-dir", tmp_path / "run", "--compile", "--arch", "mlp",
+                 "--epochs", "1", "--max-batches", "2", "--eval-every", "0")  # fmt: skip
+    assert_clean_failure(result, 2, "--compile could not compile the models here", "no C++ compiler found",
+                         "train without --compile")  # fmt: skip
