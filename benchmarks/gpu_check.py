@@ -122,7 +122,7 @@ def check(out: Path, data: Path, smoke: bool) -> str:
     throughput(steps, smoke)
     colour_folder(steps, out, data, smoke)
     ok, seconds, output = steps.run("cuda_tests", [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-n", "0",
-                                                   "-p", "no:cacheprovider", "tests"], 300)  # fmt: skip
+                                                   "-p", "no:cacheprovider", "tests/test_gpu.py"], 300)  # fmt: skip
     steps.row("cuda_tests", ok, seconds, last_line(output, " in "))
     table = steps.table()
     (out / "table.md").write_text(table + "\n")

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from helpers import DATA_DIR, wait_for
+from helpers import DATA_DIR, run, wait_for
 from mnist_gan import checkpoints, distributed, formats
 from mnist_gan.config import Config
 from mnist_gan.state import new_state
@@ -120,7 +120,9 @@ def environment(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_two_ranks_stop_together_on_sigterm_leave_one_run_and_resume_it(tmp_path: Path) -> None:
+def test_two_ranks_stop_together_on_sigterm_leave_one_run_and_resume_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """SIGTERM to torchrun: both ranks stop at the step they agreed on and rank 0 saves one mid-epoch checkpoint.
     Rank 0 alone writes: one event file a session, one set of checkpoints, metrics and generator.pth. Each step
     takes 2 x 32 images; --resume continues on both ranks, and a resume in one process says the batch changed."""
@@ -147,10 +149,9 @@ def test_two_ranks_stop_together_on_sigterm_leave_one_run_and_resume_it(tmp_path
     payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     assert payload["step"] == 300 and payload["config"]["batch_size"] == 32
 
-    command = [sys.executable, "-m", "mnist_gan", "main", "--resume", "--run-dir", str(run_dir), "--epochs", "3",
-               "--max-batches", "5", "--eval-every", "0"]  # fmt: skip
-    output = subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True, timeout=300).stderr
-    assert "trained by 2 process(es) and goes on with 1" in output, output  # another global batch: said aloud
+    result = run("main", "--resume", "--run-dir", run_dir, "--epochs", "3", "--max-batches", "5", "--eval-every", "0")
+    assert result.exit_code == 0, result.output
+    assert "trained by 2 process(es) and goes on with 1" in caplog.text  # another global batch: said aloud
 
 
 def test_sync_batchnorm_on_the_cpu_is_a_clear_error() -> None:
