@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 from torch import nn
@@ -43,21 +43,36 @@ class TrainingState:
         return self.ema.module if self.ema is not None else self.generator
 
 
-def ema_update(decay: float, span: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """EMA whose decay grows with the updates n as (1 + n) / (1 + 1/span + n), up to `decay`: the average reaches
-    back over about span * n updates, so neither the random init nor long-gone generators dominate it."""
-    ramp = 1.0 + 1.0 / span  # span 1/9: (1 + n) / (10 + n), TensorFlow's ExponentialMovingAverage warm-up
+class WeightAverage(AveragedModel):
+    """torch's AveragedModel (its module and its checkpoint keys) with an EMA whose decay grows with the updates n
+    as (1 + n) / (1 + 1/span + n), up to `decay`: the average reaches back over about span * n updates, so neither
+    the random init nor long-gone generators dominate it.
 
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        # computed on the device: float(num_averaged) would make a GPU wait for the host every step
-        weight = 1.0 - ((1.0 + num_averaged) / (ramp + num_averaged)).clamp(max=decay)
-        for average, value in zip(averaged, current, strict=True):
-            if average.is_floating_point():
-                average.lerp_(value, weight.to(average.dtype))
-            else:  # BatchNorm's num_batches_tracked
-                average.copy_(value)
+    The update never waits for a GPU: the count stays on the CPU and the weight is a Python number, where torch's
+    update_parameters copies its count to the device and tests it (a blocking copy every step)."""
 
-    return update
+    def __init__(self, model: nn.Module, decay: float, span: float) -> None:
+        super().__init__(model, use_buffers=True)
+        self.decay, self.span = decay, span
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        updates = int(self.n_averaged)  # a CPU tensor: no device sync
+        weight = ema_weight(self.decay, self.span, updates)
+        averaged = chain(self.module.parameters(), self.module.buffers())
+        for average, value in zip(averaged, chain(model.parameters(), model.buffers()), strict=True):
+            if updates == 0 or not average.is_floating_point():  # the first update copies, as AveragedModel's does;
+                average.copy_(value)  # BatchNorm's num_batches_tracked is a count, not a weight
+            else:
+                average.lerp_(value, weight)
+        self.n_averaged += 1
+
+
+def ema_weight(decay: float, span: float, updates_so_far: int) -> float:
+    """The new generator's weight in the average after n updates: 1 - min(decay, (1 + n) / (1 + 1/span + n));
+    span 1/9 gives (1 + n) / (10 + n), TensorFlow's ExponentialMovingAverage warm-up."""
+    ramp = 1.0 + 1.0 / span
+    return 1.0 - min(decay, (1.0 + updates_so_far) / (ramp + updates_so_far))
 
 
 def new_state(config: Config, device: torch.device) -> TrainingState:
@@ -65,7 +80,7 @@ def new_state(config: Config, device: torch.device) -> TrainingState:
     generator, discriminator = (model.to(device) for model in build_models(config))
     ema = None
     if config.ema_decay > 0:
-        ema = AveragedModel(generator, multi_avg_fn=ema_update(config.ema_decay, config.ema_span), use_buffers=True)
+        ema = WeightAverage(generator, config.ema_decay, config.ema_span)
     noise_rng = torch.Generator().manual_seed(config.seed)
     return TrainingState(
         generator=generator,

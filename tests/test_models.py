@@ -10,7 +10,7 @@ from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
 from mnist_gan.models.layers import MinibatchStd
-from mnist_gan.state import TrainingState, ema_update, new_state
+from mnist_gan.state import TrainingState, WeightAverage, ema_weight, new_state
 from mnist_gan.step import (
     discriminator_loss,
     generator_loss,
@@ -73,12 +73,19 @@ def test_ema_follows_the_generator_but_lags() -> None:
     [(0.99, 1 / 9, (0.9, 0.75, 0.01)), (0.9999, 1 / 3, (0.75, 0.5, 3 / 1004))],
 )
 def test_ema_warms_up_reaches_back_over_its_span_then_keeps_its_decay(decay, span, expected) -> None:
-    update = ema_update(decay, span)
     for updates_so_far, weight in zip((0, 2, 1000), expected, strict=True):
-        average, count = torch.zeros(3), torch.zeros(3, dtype=torch.long)
-        update([average, count], [torch.ones(3), torch.full((3,), 7)], torch.tensor(updates_so_far))
-        assert torch.allclose(average, torch.full((3,), weight))
-        assert count.tolist() == [7, 7, 7]  # integer buffers (BatchNorm's count) are copied
+        assert ema_weight(decay, span, updates_so_far) == pytest.approx(weight)
+    model = torch.nn.BatchNorm1d(3)
+    average = WeightAverage(model, decay, span)
+    average.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    model.num_batches_tracked.fill_(7)
+    average.update_parameters(model)
+    moved = 1 + 6 * ema_weight(decay, span, 1)  # from 1 (BatchNorm's init) towards 7 by the weight after n = 1
+    assert torch.allclose(average.module.weight, torch.full((3,), moved))
+    assert average.module.num_batches_tracked.item() == 7  # integer buffers (BatchNorm's count) are copied
+    assert average.n_averaged.device.type == "cpu"  # the count never makes a GPU wait
 
 
 def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
