@@ -42,7 +42,7 @@ TARGETS = {  # issue 29's targets on one H200, shown beside what was measured
 
 
 def prepare(target: Path, source: Path = SHARED) -> None:
-    """MNIST's IDX files gzipped (the package unpacks .gz itself) and the emoji folder as one tar.gz."""
+    """MNIST's IDX files gzipped (the package reads .gz as they are) and the emoji folder as one tar.gz."""
     raw = target / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for name in MNIST_FILES:
@@ -57,7 +57,7 @@ def prepare(target: Path, source: Path = SHARED) -> None:
 
 
 def unpack(prepared: Path, out: Path) -> Path:
-    """A private copy of the data under OUT: loading MNIST unpacks its .gz files beside them."""
+    """A private copy of the data under OUT, where the package's caches of it then go too."""
     data = out / "data"
     shutil.copytree(prepared / "MNIST", data / "MNIST", dirs_exist_ok=True)
     with tarfile.open(prepared / EMOJI_ARCHIVE) as archive:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from common import machine
 
 from mnist_gan import checkpoints
-from mnist_gan.data import load_dataset
+from mnist_gan.data import fixed_subset, load_dataset
 from mnist_gan.metrics import QualityMeter, quality_meter, sample_shares
 from mnist_gan.sampling import scoring_sample
 
@@ -52,7 +52,7 @@ def main() -> None:
     meter = quality_meter(args.dataset, args.data_dir, background=args.background)
     real, _ = load_dataset(args.dataset, args.data_dir, background=args.background)
     count = min(len(real), 10_000)
-    real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:count]]
+    real = fixed_subset(real, count)  # the images train-evaluator measured the reference on
     rows = {
         "real training images": real,
         "real, blurred (4x down and up)": blurred(real),

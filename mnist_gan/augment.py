@@ -13,13 +13,9 @@ import torch
 import torch.nn.functional as F
 
 
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color,translation,cutout' -> its names, in that order; '' -> none (Config has refused unknown names)."""
-    return tuple(name.strip() for name in policy.split(",") if name.strip())
-
-
 def diff_augment(images: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
-    """Each image gets its own random draw of every transform in `policy`; gradients flow through all of them."""
+    """Each image gets its own random draw of every transform in `policy` (Config.augmentations, names it has
+    checked); gradients flow through all of them."""
     for name in policy:
         images = TRANSFORMS[name](images)
     return images

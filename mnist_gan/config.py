@@ -153,7 +153,7 @@ class Config:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}", name)
         background_colour(self.background)
-        unknown = [name for name in self.augment.split(",") if name.strip() and name.strip() not in AUGMENTATIONS]
+        unknown = [name for name in self.augmentations if name not in AUGMENTATIONS]
         if unknown:
             raise ConfigError(f"augment: unknown transform(s) {', '.join(unknown)}; choose from "
                               f"{', '.join(AUGMENTATIONS)}, comma-separated", "augment")  # fmt: skip
@@ -175,6 +175,11 @@ class Config:
     @property
     def lr_discriminator(self) -> float:
         return self.lr_d or self.lr  # --lr-d 0: D learns at G's rate
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """--augment's transforms in order: 'color, cutout' -> ('color', 'cutout'); '' -> none."""
+        return tuple(name.strip() for name in self.augment.split(",") if name.strip())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

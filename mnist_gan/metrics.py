@@ -8,7 +8,7 @@ import hashlib
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -255,7 +255,7 @@ class QualityMeter:
         return {name: results[name] for name in (*METRICS, *CONDITIONAL_METRICS, "class_fids") if name in results}
 
 
-def sample_shares(dataset: str, meters: list[Meter] | list[QualityMeter]) -> torch.Tensor | None:
+def sample_shares(dataset: str, meters: Sequence[Meter]) -> torch.Tensor | None:
     """The class shares a conditional generator is scored in: equal for the benchmark datasets (as their papers
     report), the test split's own for a folder, whose classes are whatever the user has: a balanced sample of
     imbalanced data would score the class mix, not the images."""

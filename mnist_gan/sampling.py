@@ -109,9 +109,11 @@ def scoring_sample(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The images the metrics score, and the labels they were drawn for: a conditional generator draws every
     class in equal share, or in `shares` when given (None for an unconditional one)."""
-    labels = class_cycle(num_images, classes_of(generator))
-    if labels is not None and shares is not None:
+    classes = classes_of(generator)
+    if classes and shares is not None:
         labels = labels_in_shares(num_images, shares)
+    else:
+        labels = class_cycle(num_images, classes)
     return sample_images(generator, num_images, latent_dim, seed=seed, labels=labels), labels
 
 

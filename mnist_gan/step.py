@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .augment import diff_augment, parse_policy
+from .augment import diff_augment
 from .config import Config
 from .devices import autocast
 from .state import TrainingState
@@ -116,6 +116,6 @@ def training_step(
     when the model is conditional; counted in state.step."""
     conditional_labels = labels if config.conditional else None
     stats = train_step(state, real, config.latent_dim, precision, config.loss, r1_weight(config, state.step),
-                       conditional_labels, augment=parse_policy(config.augment))  # fmt: skip
+                       conditional_labels, augment=config.augmentations)  # fmt: skip
     state.step += 1
     return stats

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import DATA_DIR, assert_clean_failure, run
-from mnist_gan.augment import TRANSFORMS, color, cutout, diff_augment, parse_policy, translation
+from mnist_gan.augment import TRANSFORMS, color, cutout, diff_augment, translation
 from mnist_gan.config import AUGMENTATIONS, Config
 from mnist_gan.errors import ConfigError
 from mnist_gan.state import new_state
@@ -17,7 +17,7 @@ from mnist_gan.step import train_step
 
 def test_the_config_knows_every_transform_and_refuses_others() -> None:
     assert tuple(TRANSFORMS) == AUGMENTATIONS
-    assert parse_policy(" color, cutout ,") == ("color", "cutout") and parse_policy("") == ()
+    assert Config(augment=" color, cutout ,").augmentations == ("color", "cutout") and Config().augmentations == ()
     with pytest.raises(ConfigError, match="unknown transform"):
         Config(augment="color,rotate")
 
@@ -65,7 +65,7 @@ def test_a_step_with_augmentation_and_r1_trains() -> None:
     state = new_state(config, torch.device("cpu"))
     before = [p.detach().clone() for p in state.discriminator.parameters()]
     real = torch.rand(8, 3, 16, 16) * 2 - 1
-    stats = train_step(state, real, 100, torch.float32, r1=4.0, augment=parse_policy(config.augment))
+    stats = train_step(state, real, 100, torch.float32, r1=4.0, augment=config.augmentations)
     assert all(torch.isfinite(value) for value in stats.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, state.discriminator.parameters(), strict=True))
 
