@@ -111,14 +111,15 @@ def check_fits(evaluator: Evaluator, metadata: dict[str, Any], path: Path, data:
         )
 
 
+def evaluator_size(dataset: str) -> int:
+    """28 px for 28 px data, else 32 (CIFAR's size: larger images are scored at 32 px, where a small CNN still
+    tells classes apart). The evaluator trains on the data resized to it, as a 32 px generator's images are."""
+    return 28 if DATASETS[dataset].size == 28 else 32
+
+
 def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
-    """The classifier a dataset needs: its channels, its classes, and 28 px for 28 px data, else 32 (CIFAR's size:
-    larger images are scored at 32 px, where a small CNN still tells classes apart)."""
-    return {
-        "channels": images.shape[1],
-        "num_classes": int(labels.max()) + 1,
-        "size": 28 if images.shape[-1] == 28 else 32,
-    }
+    """The classifier a dataset's images (at evaluator_size) need: their channels, classes and size."""
+    return {"channels": images.shape[1], "num_classes": int(labels.max()) + 1, "size": images.shape[-1]}
 
 
 def load_evaluator(
@@ -151,8 +152,9 @@ def train_evaluator(
     """Train the classifier with light shift augmentation; returns it and its test-set accuracy. epochs 0: at least
     4, and at least MIN_STEPS updates up to MAX_AUTO_EPOCHS (a folder of 3,400 images: 31 epochs)."""
     torch.manual_seed(seed)
-    images, labels = load_dataset(dataset, data_dir, train=True, background=background)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False, background=background)
+    load = {"background": background, "img_size": evaluator_size(dataset)}
+    images, labels = load_dataset(dataset, data_dir, train=True, **load)
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, **load)
     if int(labels.max()) < 1:
         raise DataError(
             f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "

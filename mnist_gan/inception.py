@@ -25,11 +25,15 @@ def inception_meter(
     device: torch.device | str = "cpu",
     download: bool = True,
     background: str = "white",
+    img_size: int = 0,
 ) -> InceptionFid:
-    """The standard FID against the dataset's test split (NoInception when Inception cannot be had); the weights
-    are loaded before the test split is read, so that a missing file fails fast."""
+    """The standard FID against the dataset's test split at the generator's img_size (as quality_meter does;
+    NoInception when Inception cannot be had); the weights are loaded before the test split is read, so that a
+    missing file fails fast."""
     metric = load_inception_fid(weights)
-    test_images, _ = load_dataset(dataset, data_dir, train=False, download=download, background=background)
+    test_images, _ = load_dataset(
+        dataset, data_dir, train=False, download=download, background=background, img_size=img_size
+    )
     return InceptionFid(test_images, metric, device)
 
 

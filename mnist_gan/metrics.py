@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import LIMITS, MIN_EVAL_SAMPLES
-from .data import class_names, load_dataset
+from .data import class_names, fixed_subset, load_dataset
 from .data.cache import cache_dir, remove_stale
 from .datasets import DATASETS
 from .errors import MnistGanError, NoEvaluator, NoInception
@@ -29,17 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # Name, then whether higher is better: the order of every table.
-METRICS = {
-    "fid": False,
-    "kid": False,
-    "inception_score": True,
-    "classes_covered": True,
-    "class_kl": False,
-    "precision": True,
-    "recall": True,
-    "density": True,
-    "coverage": True,
-}
+METRICS = {"fid": False, "kid": False, "inception_score": True, "classes_covered": True, "class_kl": False,
+           "precision": True, "recall": True, "density": True, "coverage": True}  # fmt: skip
 # A conditional generator's: does it draw the class it is asked for?
 CONDITIONAL_METRICS = {"label_accuracy": True, "class_fid": False}
 EXTRA_METRICS = {"inception_fid": False}  # with --inception-fid
@@ -50,6 +41,8 @@ EVAL_SEED = 12345  # the noise of every per-epoch evaluation: epochs are scored 
 SYNC_ACROSS_RANKS = False
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
 FAIR_SHARE = 0.5  # a class is covered when it holds at least half its share of the real data (of its test split)
+# With fewer real images the k-NN balls hold even blobs (precision 1.0 on the 378 emoji: RESULTS.md, section 14).
+FEW_REAL_IMAGES = 2_000
 
 
 class Precomputed(nn.Module):
@@ -272,27 +265,39 @@ class Meter(Protocol):
 
 def quality_meter(
     dataset: str, data_dir: str | Path, device: torch.device | str = "cpu", path: Path | None = None,
-    download: bool = True, background: str = "white",
+    download: bool = True, background: str = "white", img_size: int = 0,
 ) -> QualityMeter:  # fmt: skip
     """The dataset's evaluator (or the one at path) and test split, ready to score generated images; NoEvaluator
-    when there is none, or it does not fit the data."""
+    when there is none, or it does not fit the data. The real side and its reference are at img_size, the
+    generator's (0: the data's own), as metric suites do: else a 32 px copy of the data scores as a blurred one."""
     path = path or evaluator_path(dataset, data_dir)
     evaluator, metadata = load_evaluator(dataset, path, device, data_dir)
-    test_images, test_labels = load_dataset(dataset, data_dir, train=False, download=download, background=background)
+    load = {"download": download, "background": background, "img_size": img_size}
+    test_images, test_labels = load_dataset(dataset, data_dir, train=False, **load)
     names = class_names(dataset, data_dir)
     data = {"dataset": dataset, "data_dir": data_dir, "channels": test_images.shape[1], "names": names,
             "classes": len(names) if names is not None else int(test_labels.max()) + 1}  # fmt: skip
     check_fits(evaluator, metadata, path, data)
-    key = real_side_key(path, test_images, test_labels)
-    cached = cache_dir(data_dir) / f"real_side_{dataset}_{key}.pt"
+    if len(test_images) < FEW_REAL_IMAGES:
+        log.warning(f"the test split holds {len(test_images):,} images: too few for precision and density, which "
+                    f"can call blobs good here; read FID, recall and coverage")  # fmt: skip
+    key, size = real_side_key(path, test_images, test_labels), test_images.shape[-1]
+    cached = cache_dir(data_dir) / f"real_side_{dataset}_{size}px_{key}.pt"
     real_side = read_real_side(cached, len(test_images))
     meter = QualityMeter(evaluator, test_images, test_labels, metadata.get("reference"), real_side)
     if real_side is None:
         with contextlib.suppress(MnistGanError):  # a cache that cannot be written costs the computation next time
             save_torch({"features": meter.test_features, "radii3": meter.test_radii[0],
                         "radii5": meter.test_radii[1]}, cached)  # fmt: skip
-            remove_stale(cached.parent, f"real_side_{dataset}_*.pt", f"_{key}.pt")  # another evaluator's or data's
+            remove_stale(cached.parent, f"real_side_{dataset}_{size}px_*.pt", f"_{key}.pt")  # another evaluator's
+    if size != DATASETS[dataset].size:  # the stored reference is the data's own size's
+        meter.reference = real_reference(meter, dataset, data_dir, **load)
     return meter
+
+
+def real_reference(meter: QualityMeter, dataset: str, data_dir: str | Path, **load: Any) -> dict[str, Any]:
+    """What a perfect generator scores: the metrics of (up to 10,000) real training images."""
+    return meter.score(fixed_subset(load_dataset(dataset, data_dir, train=True, **load)[0]))
 
 
 def real_side_key(evaluator_file: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -330,7 +335,7 @@ def quality_meters(config: Config, device: torch.device) -> list[Meter]:
     meters: list[Meter] = []
     try:
         meters.append(quality_meter(config.dataset, config.data_dir, device, download=config.download,
-                                    background=config.background))  # fmt: skip
+                                    background=config.background, img_size=config.img_size))  # fmt: skip
     except NoEvaluator as error:
         log.warning(f"quality metrics are off: {error}")
     if config.inception_fid:
@@ -338,7 +343,8 @@ def quality_meters(config: Config, device: torch.device) -> list[Meter]:
 
         try:
             meters.append(inception_meter(config.dataset, config.data_dir, config.inception_weights, device,
-                                          download=config.download, background=config.background))  # fmt: skip
+                                          download=config.download, background=config.background,
+                                          img_size=config.img_size))  # fmt: skip
         except NoInception as error:
             log.warning(f"Inception FID is off: {error}")
     return meters

@@ -139,7 +139,8 @@ def evaluate(
     metrics: dict[str, Any] = {}
     reference: dict[str, Any] = {}
     try:
-        meter = quality_meter(dataset, data_dir, torch_device, background=background)
+        size = fake.shape[-1] if images is not None else config.img_size  # the real side is scored at it
+        meter = quality_meter(dataset, data_dir, torch_device, background=background, img_size=size)
     except NoEvaluator:
         if not inception_fid:
             raise
@@ -159,9 +160,9 @@ def evaluate(
     if inception_fid:
         from .inception import inception_meter  # torch-fidelity: only when asked for
 
-        metrics |= inception_meter(dataset, data_dir, inception_weights, torch_device, background=background).score(
-            fake
-        )
+        inception = inception_meter(dataset, data_dir, inception_weights, torch_device, background=background,
+                                    img_size=fake.shape[-1])  # fmt: skip
+        metrics |= inception.score(fake)
     return {"source": str(source), "dataset": dataset, "num_images": len(fake), "metrics": metrics,
             "reference": reference}  # fmt: skip
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from helpers import RunsCode, forbidden, quick_config, read_events
 from mnist_gan import formats, metrics, train
 from mnist_gan.__main__ import app
-from mnist_gan.data import cache, load_dataset
+from mnist_gan.data import cache, fixed_subset, load_dataset
 from mnist_gan.evaluator import evaluator_path, load_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter, quality_meter, sample_shares
 from mnist_gan.sampling import labels_in_shares
@@ -62,6 +62,19 @@ def test_real_collapsed_and_noise_images_rank_as_they_should(meter: QualityMeter
     # Noise is worst of all on FID, KID and precision.
     assert noise["fid"] > collapsed["fid"] and noise["kid"] > collapsed["kid"] > real["kid"]
     assert noise["precision"] < 0.05 and noise["density"] < 0.05
+
+
+def test_a_smaller_generator_is_scored_against_the_data_at_its_own_size(meter: QualityMeter, data_dir: Path) -> None:
+    """A 16 px generator of MNIST is compared with MNIST at 16 px, both sides resized alike by the evaluator, and
+    its reference is measured there: against the 28 px digits a perfect one (the training images at 16 px) would
+    score as a blurred copy. Each size keeps its own cached real side."""
+    small = quality_meter("mnist", data_dir, img_size=16)
+    copy = fixed_subset(load_dataset("mnist", data_dir, img_size=16)[0], N)
+    at_its_size, against_28_px = small.score(copy), meter.score(copy)
+    assert small.reference["fid"] != meter.reference["fid"] and at_its_size["fid"] < 5 * small.reference["fid"]
+    assert against_28_px["fid"] > 3 * at_its_size["fid"], (against_28_px, at_its_size)
+    for size in (16, 28):
+        assert len(list(cache.cache_dir(data_dir).glob(f"real_side_mnist_{size}px_*.pt"))) == 1
 
 
 def test_training_logs_metrics_and_keeps_best(trained_run: Path) -> None:
@@ -207,11 +220,11 @@ def test_the_real_side_is_cached_checked_and_recomputed_when_damaged(
     """Embedding the 10,000 test images and their k-NN radii took about 5 s of every run's start: it is cached
     under the evaluator's and the images' digest, read back only when it is what we wrote."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # ../shared/data is read-only: the user's cache
-    stale = cache.cache_dir(data_dir) / "real_side_mnist_0123456789abcdef.pt"  # another evaluator's, say
+    stale = cache.cache_dir(data_dir) / "real_side_mnist_28px_0123456789abcdef.pt"  # another evaluator's, say
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
     first = quality_meter("mnist", data_dir)
-    (cached,) = list((tmp_path / "mnist_gan").rglob("real_side_mnist_*.pt"))  # the stale one is gone
+    (cached,) = list((tmp_path / "mnist_gan").rglob("real_side_mnist_28px_*.pt"))  # the stale one is gone
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(metrics, "real_radii", forbidden("the real side was computed again"))
         again = quality_meter("mnist", data_dir)
