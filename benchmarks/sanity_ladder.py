@@ -1,12 +1,15 @@
 """The sanity ladder (#27): on real data the metrics must rank worse images worse, in order.
 
     python -m mnist_gan train-evaluator --dataset folder --data-dir ../shared/data/emoji    # once
-    python benchmarks/sanity_ladder.py --data-dir ../shared/data/emoji --run runs/A --run runs/B
+    python benchmarks/sanity_ladder.py --data-dir ../shared/data/emoji --img-size 32 --run runs/blobs/checkpoints/epoch_000.pt \
+        --show runs/A
 
-Rows, each scored by the folder's evaluator against its test split, beside the real-data reference: the real
-training images; the same blurred (downscaled 4x and back); the same with their colour channels shuffled (RGB ->
-BRG); each --run's generator (its best.pt, else latest), drawing as many images; uniform noise. FID, KID and recall should rise and fall
-down the ladder in that order; the script prints whether they do.
+Rows, each scored by the folder's evaluator against its test split at --img-size (the runs' size), beside the
+real-data reference: the real training images; the same blurred (downscaled 4x and back at the data's own size);
+the same with their colour channels shuffled (RGB -> BRG); each --run's generator (a run's best.pt, else its
+latest; or a checkpoint file: an early epoch's draws blobs), drawing as many images; uniform noise. FID, KID and
+recall should rise and fall down the ladder in that order; the script prints whether they do. --show adds a
+run's row beside the ladder, outside the order.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from common import machine
 
 from mnist_gan import checkpoints
 from mnist_gan.data import fixed_subset, load_dataset
+from mnist_gan.data.batches import resize
 from mnist_gan.metrics import QualityMeter, quality_meter, sample_shares
 from mnist_gan.sampling import scoring_sample
 
@@ -33,12 +37,16 @@ def blurred(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
     return F.interpolate(small, size=(size, size), mode="bilinear").round().clamp(0, 255).to(torch.uint8)
 
 
-def generated(run_dir: Path, count: int, meter: QualityMeter) -> torch.Tensor:
-    """count images of a run's generator, drawn as `evaluate` draws them (a folder's classes in its shares)."""
-    source = checkpoints.resolve_source(None, run_dir, prefer_best=True)
+def generated(run_dir: Path, count: int, size: int, meter: QualityMeter) -> torch.Tensor:
+    """count images of a run's generator (or a checkpoint file's), drawn as `evaluate` draws them (a folder's classes
+    in its shares)."""
+    is_file = run_dir.is_file()
+    source = checkpoints.resolve_source(run_dir if is_file else None, None if is_file else run_dir, prefer_best=True)
     generator, config, _ = checkpoints.load_generator(source, torch.device("cpu"))
     shares = sample_shares(config.dataset, [meter])
     images, _ = scoring_sample(generator, count, config.latent_dim, seed=0, shares=shares)
+    if images.shape[-1] != size:
+        raise SystemExit(f"{run_dir} draws {images.shape[-1]} px images: pass --img-size {images.shape[-1]}")
     return images
 
 
@@ -47,28 +55,36 @@ def main() -> None:
     parser.add_argument("--dataset", default="folder")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "emoji"))
     parser.add_argument("--background", default="white")
-    parser.add_argument("--run", type=Path, action="append", default=[], help="a run whose generator is a row")
+    parser.add_argument("--img-size", type=int, default=0, help="the size every row is scored at (the runs'); "
+                        "0: the data's own")  # fmt: skip
+    parser.add_argument("--run", type=Path, action="append", default=[],
+                        help="a rung: a run (its best.pt, else latest) or a checkpoint file, worse than the "
+                             "rows above it (an early epoch's blobs)")  # fmt: skip
+    parser.add_argument("--show", type=Path, action="append", default=[], help="a run shown beside the ladder")
     args = parser.parse_args()
-    meter = quality_meter(args.dataset, args.data_dir, background=args.background)
-    real, _ = load_dataset(args.dataset, args.data_dir, background=args.background)
-    count = min(len(real), 10_000)
-    real = fixed_subset(real, count)  # the images train-evaluator measured the reference on
-    rows = {
+    load = {"background": args.background}
+    meter = quality_meter(args.dataset, args.data_dir, img_size=args.img_size, **load)
+    real = fixed_subset(load_dataset(args.dataset, args.data_dir, img_size=args.img_size, **load)[0])
+    size = real.shape[-1]
+    # Blurred at the data's own size, as a person sees the images: 4x of 64 px leaves 16 px, not 8.
+    native = fixed_subset(load_dataset(args.dataset, args.data_dir, **load)[0])
+    ladder = {
         "real training images": real,
-        "real, blurred (4x down and up)": blurred(real),
+        "real, blurred (4x down and up at the data's size)": resize(blurred(native), size),
         "real, colour channels shuffled (RGB -> BRG)": real[:, [2, 0, 1]] if real.shape[1] == 3 else 255 - real,
-        **{f"generator of {run}": generated(run, count, meter) for run in args.run},
+        **{f"generator of {run}": generated(run, len(real), size, meter) for run in args.run},
         "uniform noise": torch.randint(
             0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         ),
     }
-    scores = {name: meter.score(images) for name, images in rows.items()}
-    print(f"machine: {machine()}\n{args.dataset} {args.data_dir}: {count:,} images a row\n")
+    shown = {f"(beside the ladder) generator of {run}": generated(run, len(real), size, meter) for run in args.show}
+    scores = {name: meter.score(images) for name, images in {**ladder, **shown}.items()}
+    print(f"machine: {machine()}\n{args.dataset} {args.data_dir}: {len(real):,} images a row, at {size} px\n")
     print("| row | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS))
-    for name, metrics in scores.items():  # the first row is the real-data reference train-evaluator stored
+    for name, metrics in scores.items():  # the first row is the real-data reference
         print(f"| {name} | " + " | ".join(f"{metrics[column]:.4g}" for column in COLUMNS) + " |")
     for column, rises in (("fid", True), ("kid", True), ("recall", False)):
-        values = [metrics[column] for metrics in scores.values()]
+        values = [scores[name][column] for name in ladder]
         ordered = all((a <= b) if rises else (a >= b) for a, b in zip(values, values[1:], strict=False))
         print(f"{column} {'rises' if rises else 'falls'} down the ladder: {'yes' if ordered else 'NO'}")
 
