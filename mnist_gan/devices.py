@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import cache
 from pathlib import Path
 
@@ -26,12 +27,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @cache
 def cpu_has_fast_bf16() -> bool:
-    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow."""
+    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow, as they are
+    where oneDNN is capped below those instructions (ONEDNN_MAX_CPU_ISA=AVX2, as when emulating an AVX2 CPU)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    capped = isa != "ALL" and not any(name in isa for name in ("BF16", "FP16", "AMX", "AVX10"))
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:

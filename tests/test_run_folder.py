@@ -157,3 +157,16 @@ def test_resume_refuses_a_changed_dataset(trained_run: Path, tmp_path: Path, dat
     result = run("main", "--resume", "--run-dir", run_dir, "--data-dir", trimmed, "--epochs", "3")
     assert_clean_failure(result, 1, "the training data changed since this run started", "1000 images")
     assert checkpoints.latest_checkpoint(run_dir).name == "epoch_001.pt"  # nothing trained, nothing written
+
+
+def test_bf16_counts_as_slow_where_onednn_is_capped_below_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Emulating an AVX2 laptop on an AMX CPU (ONEDNN_MAX_CPU_ISA=AVX2) makes bf16 matmuls emulated: auto must
+    # then pick fp32, as it does on the laptop.
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    for isa, fast in [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_AMX", has_bf16), ("ALL", has_bf16)]:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        cpu_has_fast_bf16.cache_clear()  # read once per process
+        assert cpu_has_fast_bf16() == fast, isa
+    monkeypatch.undo()
+    cpu_has_fast_bf16.cache_clear()
