@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,3 +87,13 @@ def test_the_colour_benchmarks_run_on_a_folder(tmp_path: Path) -> None:
     assert meter.score(images)["fid"] > meter.reference["fid"]
     real, _ = load_dataset("folder", root)
     assert blurred(real).shape == real.shape and not torch.equal(blurred(real), real)
+
+
+def test_time_to_quality_refuses_the_classic_loop_on_other_data(data_dir: Path) -> None:
+    # The classic loop trains MNIST only: scored against Fashion-MNIST's evaluator its figures would mean nothing.
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
+    command = [sys.executable, str(script), "--set", "dataset=fashion-mnist", "--budgets", "0.01"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "MNIST_GAN_DATA_DIR": str(data_dir)}
+    )
+    assert result.returncode == 2 and "the classic loop trains MNIST only" in result.stderr, result.stderr
