@@ -9,7 +9,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -194,11 +194,12 @@ def check_sample_count(count: int, what: str) -> None:
 
 @dataclass(frozen=True)
 class RealSide:
-    """What a meter computes once from the real images: their features, and their k-NN radii (k = 3 and 5)."""
+    """What a meter computes once: the real images' features and k-NN radii (k = 3, 5), and the reference."""
 
     features: torch.Tensor
     radii3: torch.Tensor
     radii5: torch.Tensor
+    reference: dict[str, float] = field(default_factory=dict)
 
 
 class QualityMeter:
@@ -281,32 +282,30 @@ def quality_meter(
     if len(test_images) < FEW_REAL_IMAGES:
         log.warning(f"the test split holds {len(test_images):,} images: too few for precision and density, which "
                     f"can call blobs good here; read FID, recall and coverage")  # fmt: skip
-    key, size = real_side_key(path, test_images, test_labels), test_images.shape[-1]
+    size = test_images.shape[-1]
+    # The evaluator's reference is at the data's size; at another, training images at it are scored and cached.
+    train = None if size == DATASETS[dataset].size else fixed_subset(load_dataset(dataset, data_dir, **load)[0])
+    key = real_side_key(path, test_images, test_labels, *([] if train is None else [train]))
     cached = cache_dir(data_dir) / f"real_side_{dataset}_{size}px_{key}.pt"
     real_side = read_real_side(cached, len(test_images))
-    meter = QualityMeter(evaluator, test_images, test_labels, metadata.get("reference"), real_side)
+    reference = real_side.reference if real_side is not None else metadata.get("reference")
+    meter = QualityMeter(evaluator, test_images, test_labels, reference, real_side)
     if real_side is None:
+        meter.reference = meter.score(train) if train is not None else meter.reference
         with contextlib.suppress(MnistGanError):  # a cache that cannot be written costs the computation next time
             save_torch({"features": meter.test_features, "radii3": meter.test_radii[0],
-                        "radii5": meter.test_radii[1]}, cached)  # fmt: skip
+                        "radii5": meter.test_radii[1], "reference": meter.reference}, cached)  # fmt: skip
             remove_stale(cached.parent, f"real_side_{dataset}_{size}px_*.pt", f"_{key}.pt")  # another evaluator's
-    if size != DATASETS[dataset].size:  # the stored reference is the data's own size's
-        meter.reference = real_reference(meter, dataset, data_dir, **load)
     return meter
 
 
-def real_reference(meter: QualityMeter, dataset: str, data_dir: str | Path, **load: Any) -> dict[str, Any]:
-    """What a perfect generator scores: the metrics of (up to 10,000) real training images."""
-    return meter.score(fixed_subset(load_dataset(dataset, data_dir, train=True, **load)[0]))
-
-
-def real_side_key(evaluator_file: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
-    """Changes with the evaluator's weights or the real images: the embedding of a test split is cached under it
-    (about 5 s of every run's start, and of every `evaluate`)."""
+def real_side_key(evaluator_file: Path, *real: torch.Tensor) -> str:
+    """Changes with the evaluator's weights or the real images and labels: the embedding of a test split is cached
+    under it (about 5 s of every run's start, and of every `evaluate`)."""
     digest = hashlib.sha256(Path(evaluator_file).read_bytes())
-    digest.update(f"{tuple(images.shape)}".encode())
-    digest.update(images.contiguous().numpy().tobytes())  # every pixel: a changed image is another real side
-    digest.update(labels.contiguous().numpy().tobytes())
+    for tensor in real:  # every pixel: a changed image is another real side
+        digest.update(f"{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -316,12 +315,13 @@ def read_real_side(path: Path, count: int) -> RealSide | None:
         return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        side = RealSide(saved["features"], saved["radii3"], saved["radii5"])
+        side = RealSide(saved["features"], saved["radii3"], saved["radii5"], saved["reference"])
     except Exception:  # damaged or foreign: computed again
         return None
     tensors = (side.features, side.radii3, side.radii5)
     shapes_fit = side.features.shape == (count, FEATURES) and side.radii3.shape == side.radii5.shape == (count,)
-    if shapes_fit and all(tensor.dtype == torch.float32 and torch.isfinite(tensor).all() for tensor in tensors):
+    numbers = isinstance(side.reference, dict) and all(isinstance(v, int | float) for v in side.reference.values())
+    if shapes_fit and numbers and all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in tensors):
         return side
     return None
 

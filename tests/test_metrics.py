@@ -67,8 +67,11 @@ def test_real_collapsed_and_noise_images_rank_as_they_should(meter: QualityMeter
 def test_a_smaller_generator_is_scored_against_the_data_at_its_own_size(meter: QualityMeter, data_dir: Path) -> None:
     """A 16 px generator of MNIST is compared with MNIST at 16 px, both sides resized alike by the evaluator, and
     its reference is measured there: against the 28 px digits a perfect one (the training images at 16 px) would
-    score as a blurred copy. Each size keeps its own cached real side."""
+    score as a blurred copy. Each size keeps its own cached real side, the reference with it."""
     small = quality_meter("mnist", data_dir, img_size=16)
+    with pytest.MonkeyPatch.context() as patch:  # the second start reads the reference back, as the real side
+        patch.setattr(QualityMeter, "score", forbidden("the reference was measured again"))
+        assert quality_meter("mnist", data_dir, img_size=16).reference == small.reference
     copy = fixed_subset(load_dataset("mnist", data_dir, img_size=16)[0], N)
     at_its_size, against_28_px = small.score(copy), meter.score(copy)
     assert small.reference["fid"] != meter.reference["fid"] and at_its_size["fid"] < 5 * small.reference["fid"]
@@ -233,9 +236,11 @@ def test_the_real_side_is_cached_checked_and_recomputed_when_damaged(
     )
     cached.write_bytes(b"not a torch file")
     assert metrics.read_real_side(cached, 10_000) is None  # computed again, as the first time
-    foreign = {"features": torch.zeros(5, 128), "radii3": torch.zeros(5), "radii5": torch.zeros(5)}
+    foreign = {"features": torch.zeros(5, 128), "radii3": torch.zeros(5), "radii5": torch.zeros(5), "reference": {}}
     torch.save(foreign, cached)
     assert metrics.read_real_side(cached, 10_000) is None and metrics.read_real_side(cached, 5) is not None
+    torch.save({**foreign, "reference": {"fid": "3.2"}}, cached)  # a reference is numbers, or not ours
+    assert metrics.read_real_side(cached, 5) is None
 
 
 def test_a_folder_conditional_generator_is_scored_in_the_datas_class_shares() -> None:
