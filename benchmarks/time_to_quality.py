@@ -25,7 +25,7 @@ from common import DATA_DIR, ClassicLoop, machine, train_with_snapshots
 
 from mnist_gan import checkpoints, formats
 from mnist_gan.config import Config
-from mnist_gan.metrics import EVAL_SEED, quality_meter
+from mnist_gan.metrics import EVAL_SEED, quality_meter, sample_shares
 from mnist_gan.reporting import SilentReporter
 from mnist_gan.sampling import scoring_sample
 from mnist_gan.trainer import train
@@ -67,18 +67,19 @@ def main() -> None:
     parser.add_argument("--loops", default="mnist_gan,classic")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    budgets = [float(value) * 60 for value in args.budgets.split(",")]
+    budgets, loops = [float(value) * 60 for value in args.budgets.split(",")], args.loops.split(",")
     # what `main` trains (its dataset's recipe), without per-epoch evaluation
     config = Config.for_dataset(data_dir=DATA_DIR, eval_every=0, sample_interval=0, **parse_overrides(args.set))
-    if config.dataset != "mnist" and "classic" in args.loops:
+    if config.dataset != "mnist" and "classic" in loops:
         parser.error("the classic loop trains MNIST only: add --loops mnist_gan")
-    meter = quality_meter(config.dataset, DATA_DIR)
+    meter = quality_meter(config.dataset, DATA_DIR, img_size=config.img_size)  # as `evaluate` scores the run
+    shares = sample_shares(config.dataset, [meter])
     print(f"machine: {machine()}")
     rows = []
-    for name in args.loops.split(","):
+    for name in loops:
 
         def score(seconds: float, steps: int, generator: torch.nn.Module, name: str = name) -> None:
-            metrics = meter.score(*scoring_sample(generator, NUM_IMAGES, config.latent_dim, EVAL_SEED))
+            metrics = meter.score(*scoring_sample(generator, NUM_IMAGES, config.latent_dim, EVAL_SEED, shares))
             rows.append({"loop": name, "minutes": seconds / 60, "steps": steps, **metrics})
             print(
                 f"{name:10s} {seconds / 60:5.1f} min {steps:6d} steps  FID {metrics['fid']:7.2f}  IS {metrics['inception_score']:5.2f}  "
@@ -92,7 +93,7 @@ def main() -> None:
         else:
             print(f"mnist_gan config: {config}")
             train_with_budgets(config, budgets, score)
-    for name in args.loops.split(",") if config.dataset == "mnist" else []:  # the IS target is MNIST's
+    for name in loops if config.dataset == "mnist" else []:  # the IS target is MNIST's
         reached = [
             row["minutes"]
             for row in rows
