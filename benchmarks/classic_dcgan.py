@@ -1,7 +1,7 @@
 """PyTorch's classic DCGAN (examples/dcgan) against mnist_gan on a colour folder, at equal training time (#27).
 
     python benchmarks/classic_dcgan.py --data-dir ../shared/data/emoji --minutes 5
-    python benchmarks/classic_dcgan.py --minutes 5 --config conditional=true,b1=0,b2=0.99
+    python benchmarks/classic_dcgan.py --minutes 5 --config batch_size=64     # mnist_gan's side at other flags
 
 The classic loop is examples/dcgan/main.py as users run it: ImageFolder with Resize(64), CenterCrop(64), ToTensor
 and Normalize (PIL's convert("RGB") drops transparency), a DataLoader with 2 workers, ngf = ndf = 64 at 64 px, the

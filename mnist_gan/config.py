@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .datasets import DATASETS
+from .datasets import DATASETS, recipe_for
 from .errors import ConfigError
 
 ARCHITECTURES = ("dcgan", "mlp")
@@ -85,7 +85,8 @@ class Config:
     minibatch_std: bool = option(True, "D also sees the spread of its features over small groups of images "
                                        "(ProGAN): more variety.")  # fmt: skip
     conditional: bool = option(False, "Class-conditional G and D (labelled data): `generate --label 7` draws the "
-                                      "class asked for.")  # fmt: skip
+                                      "class asked for. On by default where the data has classes (a folder: "
+                                      "when its images sit in class sub-folders), off for CelebA.")  # fmt: skip
     num_classes: int = option(0, "Classes of a conditional model; 0: counted from the data when the run starts.")
 
     # Optimisation: Adam at a higher learning rate than the usual 2e-4 (measured: benchmarks/RESULTS.md)
@@ -169,7 +170,8 @@ class Config:
     def for_dataset(cls, **given: Any) -> Config:
         """A new run's config: the settings given, the dataset's recipe for the others, else the defaults."""
         dataset = given.get("dataset", cls.dataset)
-        recipe = DATASETS[dataset].recipe if dataset in DATASETS else {}  # an unknown name fails in __post_init__
+        # an unknown name fails in __post_init__
+        recipe = recipe_for(dataset, given.get("data_dir", cls.data_dir)) if dataset in DATASETS else {}
         return cls(**{**recipe, **given})
 
     @property

@@ -7,16 +7,23 @@ and the Config read it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Each dataset's recipe: the settings where it differs from Config's defaults, applied to whatever the user did not
-# set (a new run from the CLI, Config.for_dataset). Why each differs: benchmarks/RESULTS.md, sections 10 to 14.
+# set (a new run from the CLI, Config.for_dataset). Why each differs: benchmarks/RESULTS.md, sections 10 to 16.
 DIGITS = {"conditional": True}  # labelled: a conditional model scores better in the same minutes
 # Garments: the MLP draws the typical garment of each class; a DCGAN their variety (section 14), in 6 epochs. Its
 # generator swings more than the digits': a longer average.
 GARMENTS = {**DIGITS, "arch": "dcgan", "batch_size": 64, "epochs": 6, "ema_span": 1 / 3, "ema_decay": 0.9999}
-PHOTOS = {"arch": "dcgan", "batch_size": 64, "b1": 0.5, "b2": 0.999}  # the MLP draws colour blobs
+# Colour images: the MLP draws colour blobs; the DCGAN at batch 32, with the labels where there are any, draws emoji
+# a person can name (measured on the emoji folder at equal minutes against batch 64 and 16, Adam 0.5/0.999 and
+# longer weight averages: RESULTS.md, sections 13 to 16).
+PHOTOS = {"arch": "dcgan", "batch_size": 32}
+LABELLED_PHOTOS = {**PHOTOS, **DIGITS}
+FOLDER = {**LABELLED_PHOTOS, "epochs": 65}  # the 3,400 emoji at 32 px: 5 minutes of an AMX CPU
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,18 @@ class Dataset:
 DATASETS = {
     "mnist": Dataset(1, 28, "mnist", DIGITS, shipped_evaluator=True),
     "fashion-mnist": Dataset(1, 28, "mnist", GARMENTS, shipped_evaluator=True),
-    "cifar10": Dataset(3, 32, "cifar10", PHOTOS),
+    "cifar10": Dataset(3, 32, "cifar10", LABELLED_PHOTOS),
     "celeba": Dataset(3, 64, "celeba", PHOTOS),
-    "folder": Dataset(3, 64, "folder", PHOTOS, classes="a folder's classes are its first-level sub-folders"),
+    "folder": Dataset(3, 64, "folder", FOLDER, classes="a folder's classes are its first-level sub-folders"),
 }
+
+
+def recipe_for(dataset: str, data_dir: str | Path) -> dict[str, Any]:
+    """A dataset's recipe for the data in data_dir: a folder without classes trains an unconditional model."""
+    spec = DATASETS[dataset]
+    if spec.classes and not folder_classes(Path(data_dir)):
+        return {**spec.recipe, "conditional": False}
+    return spec.recipe
 
 
 def recipe_values(name: str) -> dict[str, list[str]]:
@@ -51,3 +66,31 @@ def format_value(value: Any) -> str:
     if isinstance(value, float) and 0 < value < 0.5 and abs(1 / value - round(1 / value)) < 1e-9:
         return f"1/{round(1 / value)}"  # 1/3, 1/9: as the recipe means it
     return str(value)
+
+
+# A folder's layout, read here without torch: the recipe asks it whether the folder has classes.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def find_images(root: Path) -> list[Path]:
+    """Every file name with an image suffix under root, in a fixed order; hidden folders (our cache) are skipped."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found += [Path(folder) / name for name in sorted(files) if name.lower().endswith(IMAGE_SUFFIXES)]
+    return found
+
+
+def classes_of(root: Path, paths: list[Path]) -> list[str]:
+    """The classes the image paths under root define: first-level sub-folders, when every image sits in one and
+    there are at least two; else []."""
+    tops = [path.relative_to(root).parts for path in paths]
+    if any(len(parts) == 1 for parts in tops):
+        return []
+    names = sorted({parts[0] for parts in tops})
+    return names if len(names) >= 2 else []
+
+
+def folder_classes(root: Path) -> list[str]:
+    """A folder's classes in label order (its first-level sub-folders), or [] when it has none."""
+    return classes_of(root, find_images(root) if root.is_dir() else [])

@@ -179,7 +179,8 @@ def evaluator_fields(evaluator: nn.Module, **metadata: Any) -> dict[str, Any]:
     return {"state_dict": evaluator.state_dict(), "shape": evaluator.shape, **metadata}
 
 
-EVALUATOR_SHAPE = {"channels": 1, "num_classes": 10, "size": 28}  # files before RGB datasets: MNIST's classifier
+# files before RGB datasets: MNIST's classifier; before the third block: two
+EVALUATOR_SHAPE = {"channels": 1, "num_classes": 10, "size": 28, "blocks": 2}
 
 
 def evaluator_parts(payload: dict[str, Any], path: str | Path) -> tuple[dict[str, int], dict, dict[str, Any]]:
@@ -187,7 +188,8 @@ def evaluator_parts(payload: dict[str, Any], path: str | Path) -> tuple[dict[str
     crash us nor make us allocate gigabytes."""
     shape = {**EVALUATOR_SHAPE, **payload.get("shape", {})} if isinstance(payload.get("shape", {}), dict) else None
     if not (shape and shape.keys() == EVALUATOR_SHAPE.keys() and shape["channels"] in (1, 3)
-            and shape["size"] in (28, 32) and type(shape["num_classes"]) is int
+            and shape["size"] in (28, 32) and shape["blocks"] in (2, 3) and type(shape["blocks"]) is int
+            and type(shape["num_classes"]) is int
             and 2 <= shape["num_classes"] <= 1000):  # fmt: skip
         raise CheckpointError(f"{path} is not an evaluator file: its shape {payload.get('shape')!r} is not one "
                               "mnist_gan builds")  # fmt: skip

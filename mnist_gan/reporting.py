@@ -114,7 +114,10 @@ class Reporter:
 
     def log_samples(self, name: str, images: torch.Tensor, step: int, epoch_grid: bool = False) -> None:
         """A PNG in the run's images/ folder; epoch grids also go to TensorBoard under samples/."""
-        save_grid(images, self.run_dir / IMAGES_DIR / f"{name}.png", nrow=self.grid_columns())
+        columns = self.grid_columns()
+        if columns:  # whole rows, one column per class: 63 of the 64 for 9 classes
+            images = images[: len(images) // columns * columns]
+        save_grid(images, self.run_dir / IMAGES_DIR / f"{name}.png", nrow=columns)
         if epoch_grid:
             grid = (images[:64].add(1).div(2)).clamp(0, 1)
             self.writer.add_images("samples/fixed_noise", grid, step)

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -155,10 +156,11 @@ def test_a_folder_run_trains_in_colour_and_its_outputs_are_rgb(
     payload = formats.load(checkpoints.latest_checkpoint(run_dir))
     assert payload["config"]["channels"] == 3 and payload["config"]["img_size"] == 32
     assert payload["config"]["arch"] == "dcgan" and payload["config"]["batch_size"] == 16  # recipe, then the flag
-    assert payload["config"]["b1"] == 0.5 and not payload["config"]["conditional"]  # not MNIST's, though it has classes
+    assert payload["config"]["epochs"] == 2 and payload["config"]["conditional"]  # the folder has classes
 
     grid = Image.open(run_dir / "images" / "epoch_1.png")
     assert grid.mode == "RGB" and np.asarray(grid).std(axis=2).max() > 0  # not grey
+    assert grid.size == (2 + 3 * 34, 2 + 21 * 34)  # a column per class, whole rows: 63 of the 64 fixed images
     events = read_events(run_dir)
     image_tags = events.Tags()["images"]
     assert image_tags
@@ -222,6 +224,8 @@ def shapes_with_evaluator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = runner.invoke(app, ["train-evaluator", "--dataset", "folder", "--data-dir", str(root), "--epochs", "12"])
     assert result.exit_code == 0, result.output
     assert (root / ".mnist_gan_cache" / "evaluator_folder.pt").is_file() and "test accuracy 0.9" in result.output
+    shape = torch.load(root / ".mnist_gan_cache" / "evaluator_folder.pt", weights_only=True)["shape"]
+    assert shape == {"channels": 3, "num_classes": 3, "size": 32, "blocks": 3}  # colour at 32 px: a third block
     return root
 
 
@@ -278,9 +282,28 @@ def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
     )
     assert Config.for_dataset() == Config.for_dataset(dataset="mnist")
     assert Config.for_dataset(dataset="fashion-mnist", ema_span=0.2).ema_span == 0.2
-    for dataset in ("cifar10", "celeba", "folder"):
+    for dataset in ("cifar10", "celeba", "folder"):  # colour: a DCGAN at batch 32, otherwise MNIST's Adam and EMA
         colour = Config.for_dataset(dataset=dataset)
-        assert (colour.arch, colour.batch_size, colour.channels, colour.b1) == ("dcgan", 64, 3, 0.5)
-        assert not colour.conditional
+        assert (colour.arch, colour.batch_size, colour.channels, colour.b1, colour.ema_span) == (
+            "dcgan",
+            32,
+            3,
+            0,
+            1 / 9,
+        )
+    assert Config.for_dataset(dataset="cifar10").conditional and not Config.for_dataset(dataset="celeba").conditional
+
+
+def test_a_folder_is_conditional_exactly_when_it_has_classes(tmp_path: Path) -> None:
+    labelled = make_shapes_folder(tmp_path / "shapes", per_class=2)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for number, image in enumerate(sorted(labelled.rglob("*.png"))):
+        shutil.copy(image, flat / f"{number}.png")
+    assert Config.for_dataset(dataset="folder", data_dir=str(labelled)).conditional
+    assert Config.for_dataset(dataset="folder", data_dir=str(labelled)).epochs == 65
+    assert not Config.for_dataset(dataset="folder", data_dir=str(flat)).conditional
+    assert not Config.for_dataset(dataset="folder", data_dir=str(tmp_path / "absent")).conditional  # fails later
+    assert not Config.for_dataset(dataset="folder", data_dir=str(labelled), conditional=False).conditional
     assert Config.for_dataset(dataset="folder", arch="mlp", lr=1e-3).arch == "mlp"
     assert not Config.for_dataset(conditional=False).conditional

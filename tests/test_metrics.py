@@ -39,6 +39,16 @@ def test_evaluator_accuracy_on_a_test_slice(data_dir: Path) -> None:
     _, logits = evaluator.embed(images[:3000])
     assert (logits.argmax(1) == labels[:3000]).float().mean() >= 0.985
     assert metadata["test_accuracy"] >= 0.99
+    assert evaluator.shape["blocks"] == 2  # a file from before the third block: two, as it was built
+
+
+@pytest.mark.parametrize("blocks", [7, "3", 2.0])
+def test_an_evaluator_file_with_a_block_count_we_never_build_is_refused(data_dir: Path, tmp_path: Path, blocks) -> None:
+    payload = torch.load(evaluator_path("mnist", data_dir), weights_only=True)
+    payload["shape"] = {**payload.get("shape", {}), "blocks": blocks}
+    torch.save(payload, tmp_path / "evaluator_mnist.pt")
+    with pytest.raises(formats.CheckpointError, match="is not an evaluator file"):
+        load_evaluator("mnist", tmp_path / "evaluator_mnist.pt")
 
 
 def test_real_collapsed_and_noise_images_rank_as_they_should(meter: QualityMeter, train_images) -> None:

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..datasets import IMAGE_SUFFIXES, classes_of, find_images, folder_classes
 from ..errors import DataError, OutputError
 from . import Check, Request, cache
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CACHE_VERSION = 3  # bump when decoding or the cached files change, so old caches are not reused
 TEST_EVERY = 10  # every 10th image is the test split
 Colour = tuple[int, int, int]
@@ -63,18 +63,7 @@ def load_all(
 
 def class_names(data_dir: str | Path) -> list[str]:
     """The folder's classes in label order (its first-level sub-folders), or [] when it has none."""
-    root = Path(data_dir)
-    return classes_of(root, find_images(root) if root.is_dir() else [])
-
-
-def classes_of(root: Path, paths: list[Path]) -> list[str]:
-    """The classes the image paths under root define: first-level sub-folders, when every image sits in one and
-    there are at least two; else []."""
-    tops = [path.relative_to(root).parts for path in paths]
-    if any(len(parts) == 1 for parts in tops):
-        return []
-    names = sorted({parts[0] for parts in tops})
-    return names if len(names) >= 2 else []
+    return folder_classes(Path(data_dir))
 
 
 def prepare(
@@ -104,15 +93,6 @@ def prepare(
                 write_cache(folder, name, stem, content, *found)
     images, kept = found
     return torch.from_numpy(images), torch.from_numpy(labels[kept])
-
-
-def find_images(root: Path) -> list[Path]:
-    """Every file name with an image suffix under root, in a fixed order; hidden folders (our cache) are skipped."""
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found += [Path(folder) / name for name in sorted(files) if name.lower().endswith(IMAGE_SUFFIXES)]
-    return found
 
 
 def regular_files(paths: list[Path]) -> tuple[dict[int, os.stat_result], dict[int, str]]:
