@@ -238,7 +238,8 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
     read; in fp32 and in bf16 autocast (as an AVX512-BF16 or AMX CPU runs it), so the thresholds hold on every CPU
     class. A run this short is noisy from epoch to epoch, so its best epoch (the one best.pt keeps and evaluate
     scores) is what must have learned: measured (fp32; bf16) FID 971 -> 458; 978 -> 435, class KL 0.98 -> 0.25;
-    1.0 -> 0.29, recall 0 -> 0.08; 0 -> 0.08, classes covered 1 -> 2, scored at the run's 32 px (RESULTS.md, 14)."""
+    1.0 -> 0.29, recall 0 -> 0.08; 0 -> 0.08, classes covered 1 -> 2, scored at the run's 32 px (RESULTS.md, 14);
+    passing in both with the colour recipe (conditional, batch 32) and the three-block evaluator of section 16."""
     if precision == "bf16" and not devices.cpu_has_fast_bf16():
         # Emulated bf16 is four times slower than fp32 here, and nothing on this CPU trains in it (auto picks fp32,
         # --precision bf16 is refused): the bf16 thresholds are checked on the CPUs that train in bf16.
