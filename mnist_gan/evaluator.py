@@ -154,8 +154,9 @@ def train_evaluator(
     seed: int = 0,
     background: str = "white",
 ) -> tuple[Evaluator, float]:
-    """Train the classifier with light shift (and, for colour, blur) augmentation; returns it and its test-set accuracy. epochs 0: at least
-    4, and at least MIN_STEPS updates up to MAX_AUTO_EPOCHS (a folder of 3,400 images: 77 epochs)."""
+    """Train the classifier with light shift augmentation (for colour: blur, and non-images to tell apart); returns
+    it and its test-set accuracy. epochs 0: at least 4, and at least MIN_STEPS updates up to MAX_AUTO_EPOCHS (a
+    folder of 3,400 images: 77 epochs)."""
     torch.manual_seed(seed)
     load = {"background": background, "img_size": evaluator_size(dataset)}
     images, labels = load_dataset(dataset, data_dir, train=True, **load)
@@ -171,7 +172,10 @@ def train_evaluator(
             f"{MIN_EVAL_SAMPLES} (the metrics mean nothing on fewer)"
         )
     evaluator = Evaluator(**evaluator_shape(images, labels))
-    optimizer = torch.optim.AdamW(evaluator.parameters(), lr=2e-3, weight_decay=1e-4)
+    # Colour images also learn a class of non-images (not_images) through a training-only output, dropped after.
+    nothing = nn.Linear(FEATURES, 1) if images.shape[1] == 3 else None
+    parameters = [*evaluator.parameters(), *(nothing.parameters() if nothing is not None else [])]
+    optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
     batch_size = min(batch_size, len(images))  # a small folder: one batch of all its images
     epochs = epochs or min(MAX_AUTO_EPOCHS, max(4, math.ceil(MIN_STEPS / (len(images) // batch_size))))
     steps = epochs * (len(images) // batch_size)
@@ -182,9 +186,13 @@ def train_evaluator(
         order = torch.randperm(len(images))
         for index in range(len(images) // batch_size):
             batch = order[index * batch_size : (index + 1) * batch_size]
-            augmented = random_shift(to_unit_range(images[batch]))
-            _, logits = evaluator(random_blur(augmented) if images.shape[1] == 3 else augmented)
-            loss = F.cross_entropy(logits, labels[batch])
+            inputs, targets = random_shift(to_unit_range(images[batch])), labels[batch]
+            if nothing is not None:
+                inputs, targets = with_non_images(random_blur(inputs), targets, evaluator.shape["num_classes"])
+            features, logits = evaluator(inputs)
+            if nothing is not None:
+                logits = torch.cat([logits, nothing(evaluator.dropout(features))], 1)
+            loss = F.cross_entropy(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -213,6 +221,23 @@ def test_accuracy(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tens
 
 def save_evaluator(evaluator: Evaluator, path: Path, **metadata: Any) -> None:
     formats.save(formats.EVALUATOR, formats.evaluator_fields(evaluator, **metadata), path)
+
+
+def with_non_images(images: torch.Tensor, labels: torch.Tensor, label: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch and a quarter as many non-images (not_images), labelled `label`."""
+    extra = not_images(len(images) // 4, images.shape[1:])
+    return torch.cat([images, extra]), torch.cat([labels, torch.full((len(extra),), label)])
+
+
+def not_images(count: int, shape: torch.Size) -> torch.Tensor:
+    """count images of nothing in [-1, 1]: half uniform noise, half smooth random colour fields (noise 2 to 8 px
+    wide, scaled up). A classifier of the data alone maps them among the data's features, where the k-NN metrics
+    count them as real (uniform noise: precision 1.00 on the emoji; 0.02 with them, RESULTS.md section 17)."""
+    channels, size, _ = shape
+    noise = torch.rand(count, channels, size, size) * 2 - 1
+    side = int(torch.randint(2, 9, ()))
+    fields = F.interpolate(torch.rand(count, channels, side, side) * 2 - 1, size=(size, size), mode="bilinear")
+    return torch.where(torch.rand(count, 1, 1, 1) < 0.5, noise, fields)
 
 
 def random_blur(images: torch.Tensor) -> torch.Tensor:
