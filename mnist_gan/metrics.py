@@ -41,7 +41,7 @@ EVAL_SEED = 12345  # the noise of every per-epoch evaluation: epochs are scored 
 SYNC_ACROSS_RANKS = False
 CHUNK_ELEMENTS = 2**25  # distances computed at a time: 128 MB of float32, whatever the number of images
 FAIR_SHARE = 0.5  # a class is covered when it holds at least half its share of the real data (of its test split)
-# With fewer real images the k-NN balls hold even blobs (precision 1.0 on the 378 emoji: RESULTS.md, section 14).
+# With fewer real images the k-NN balls hold even blobs (precision 0.76 on the 378 emoji: RESULTS.md, section 17).
 FEW_REAL_IMAGES = 2_000
 
 
