@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SCALAR_TAGS = {"loss_d": "loss/discriminator", "loss_g": "loss/generator", "d_real": "D(x)", "d_fake": "D(G(z))"}
 HPARAM_METRICS = ("metrics/fid", "metrics/inception_score", "loss/generator", "loss/discriminator")
+
+
+def quiet_event_writer_errors(args: threading.ExceptHookArgs, default: Any = threading.excepthook) -> None:
+    """TensorBoard's writer thread keeps a write error (a full disk) and raises it again in the next flush, which
+    ends in one clear message; the thread's own traceback would only repeat it."""
+    if not (isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboard.")):
+        default(args)
+
+
+threading.excepthook = quiet_event_writer_errors
 
 
 class Reporter:
