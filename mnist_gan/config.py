@@ -31,6 +31,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "latent_dim": (1, 4096),
     "img_size": (8, 256),
     "width": (1, 1024),
+    "depth": (1, 8),
     "max_batches": (0, 2**31 - 1),
     "log_every": (1, 2**31 - 1),
     "sample_interval": (0, 2**31 - 1),
@@ -48,14 +49,14 @@ OPEN_BELOW_ONE = ("b1", "b2", "ema_decay", "lr_d")  # in [0, 1)
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
 BEFORE_FIELD_EXISTED = {
     "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0,
-    "conditional": False, "ema_span": 1 / 9, "augment": "",
+    "conditional": False, "ema_span": 1 / 9, "augment": "", "depth": 1,
 }  # fmt: skip
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
 MODEL_FIELDS = (
-    "dataset", "arch", "latent_dim", "width", "img_size", "channels", "spectral_norm", "minibatch_std", "conditional",
-    "num_classes", "background",
+    "dataset", "arch", "latent_dim", "width", "depth", "img_size", "channels", "spectral_norm", "minibatch_std",
+    "conditional", "num_classes", "background",
 )  # fmt: skip
 NOT_FLAGS = ("num_classes",)  # counted from the data, never given
 
@@ -81,6 +82,8 @@ class Config:
     arch: str = option("mlp", "Architecture.")
     latent_dim: int = option(100, "Size of the noise vector z.")
     width: int = option(32, "DCGAN base channel count (ignored by mlp).")
+    depth: int = option(2, "DCGAN convolutions per image size in G and D: 1 is the paper's DCGAN, 2 adds a 3x3 one "
+                           "after each stride-2 layer (more detail in the same minutes). Ignored by mlp.")  # fmt: skip
     spectral_norm: bool = option(False, "Spectral normalisation of D's layers (Miyato et al. 2018).")
     minibatch_std: bool = option(True, "D also sees the spread of its features over small groups of images "
                                        "(ProGAN): more variety.")  # fmt: skip

@@ -46,7 +46,7 @@ def test_every_config_field_is_a_main_flag_whose_value_reaches_the_config(monkey
     assert {"--" + name.replace("_", "-") for name in fields} <= flags
     typed = dict(dataset="folder", data_dir="elsewhere", download=False, img_size=32, channels=3, background="black",
                  arch="dcgan",
-                 latent_dim=64, width=16, spectral_norm=True, minibatch_std=False, conditional=True, epochs=7,
+                 latent_dim=64, width=16, depth=3, spectral_norm=True, minibatch_std=False, conditional=True, epochs=7,
                  batch_size=48, lr=1e-3, b1=0.3, b2=0.95, lr_d=5e-4, lr_schedule="constant", loss="hinge",
                  augment="translation,cutout", r1=2.0,
                  r1_every=3, ema_decay=0.99, ema_span=0.25, precision="fp32", compile=True, sync_batchnorm=True,

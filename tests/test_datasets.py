@@ -314,7 +314,7 @@ def test_a_folder_is_conditional_exactly_when_it_has_classes(tmp_path: Path) -> 
     for number, image in enumerate(sorted(labelled.rglob("*.png"))):
         shutil.copy(image, flat / f"{number}.png")
     assert Config.for_dataset(dataset="folder", data_dir=str(labelled)).conditional
-    assert Config.for_dataset(dataset="folder", data_dir=str(labelled)).epochs == 65
+    assert Config.for_dataset(dataset="folder", data_dir=str(labelled)).epochs == 60
     assert not Config.for_dataset(dataset="folder", data_dir=str(flat)).conditional
     assert not Config.for_dataset(dataset="folder", data_dir=str(tmp_path / "absent")).conditional  # fails later
     assert not Config.for_dataset(dataset="folder", data_dir=str(labelled), conditional=False).conditional

@@ -191,11 +191,11 @@ def test_minibatch_std_trains_and_old_checkpoints_keep_their_recipe() -> None:
     _, stats = fresh_step(minibatch_std=True)
     assert all(torch.isfinite(torch.tensor(value)) for value in stats.values())
     recipe = {"minibatch_std": True, "r1": 1.0, "r1_every": 8, "loss": "hinge", "lr_schedule": "linear", "lr_d": 4e-3,
-              "ema_span": 1 / 3}  # fmt: skip
+              "ema_span": 1 / 3, "depth": 3}  # fmt: skip
     saved_before_these_settings = {k: v for k, v in Config(**recipe).to_dict().items() if k not in recipe}
     old = Config.from_dict(saved_before_these_settings)  # an old checkpoint is rebuilt as it was trained
-    assert (old.minibatch_std, old.r1, old.r1_every, old.loss, old.lr_schedule, old.lr_d, old.ema_span) == (
-        False, 0.0, 1, "ns", "constant", 0.0, 1 / 9
+    assert (old.minibatch_std, old.r1, old.r1_every, old.loss, old.lr_schedule, old.lr_d, old.ema_span, old.depth) == (
+        False, 0.0, 1, "ns", "constant", 0.0, 1 / 9, 1
     )  # fmt: skip
     assert Config.from_dict(Config(**recipe).to_dict()) == Config(**recipe)
 
@@ -215,3 +215,22 @@ def test_adam_runs_fused_on_the_cpu_also_after_restoring_a_checkpoint_saved_with
     assert torch.equal(restored.optimizer_g.state_dict()["state"][0]["exp_avg"], state.optimizer_g.state[
         state.optimizer_g.param_groups[0]["params"][0]]["exp_avg"])  # fmt: skip
     train_step(restored, torch.rand(16, 1, 28, 28) * 2 - 1, config.latent_dim, torch.float32)
+
+
+@pytest.mark.parametrize("img_size, stride_two_layers", [(32, 2), (64, 3)])
+def test_a_deeper_dcgan_adds_a_same_size_convolution_after_each_stride_two_layer(img_size, stride_two_layers) -> None:
+    def convolutions(model: nn.Module) -> list[tuple[int, int]]:  # (kernel, stride) of each layer
+        return [
+            (m.kernel_size[0], m.stride[0]) for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+        ]
+
+    shape = {"arch": "dcgan", "dataset": "folder", "img_size": img_size, "width": 8, "latent_dim": 16}
+    paper_g, paper_d = build_models(Config(**shape, depth=1))
+    assert convolutions(paper_g) == convolutions(paper_d) == [(4, 2)] * stride_two_layers  # Radford et al.'s
+    generator, discriminator = build_models(Config(**shape, depth=3))
+    # G: two 3x3 layers after each stride-2 layer but the one that draws the image; D: after each but its first
+    expected = [(4, 2), (3, 1), (3, 1)] * (stride_two_layers - 1)
+    assert convolutions(generator) == expected + [(4, 2)] and convolutions(discriminator) == [(4, 2)] + expected
+    images = generator(torch.randn(4, 16))
+    assert images.shape == (4, 3, img_size, img_size) and discriminator(images).shape == (4,)
+    assert Config(**shape).depth == 2  # the default

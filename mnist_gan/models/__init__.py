@@ -36,8 +36,9 @@ def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
     classes = config.num_classes if config.conditional else 0
     shape = dict(channels=config.channels, img_size=config.img_size, num_classes=classes)
     if config.arch == "dcgan":
-        generator = DCGANGenerator(latent_dim=config.latent_dim, width=config.width, **shape)
-        discriminator = DCGANDiscriminator(width=config.width, minibatch_std=config.minibatch_std, **shape)
+        size = dict(width=config.width, depth=config.depth)
+        generator = DCGANGenerator(latent_dim=config.latent_dim, **size, **shape)
+        discriminator = DCGANDiscriminator(minibatch_std=config.minibatch_std, **size, **shape)
         generator.apply(init_weights)
         discriminator.apply(init_weights)
     else:
