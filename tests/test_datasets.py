@@ -288,6 +288,7 @@ def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
         dataset="fashion-mnist",
         conditional=True,
         arch="dcgan",
+        depth=1,  # the network its recipe was measured with
         batch_size=64,
         epochs=6,
         ema_span=1 / 3,
@@ -295,10 +296,11 @@ def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
     )
     assert Config.for_dataset() == Config.for_dataset(dataset="mnist")
     assert Config.for_dataset(dataset="fashion-mnist", ema_span=0.2).ema_span == 0.2
-    for dataset in ("cifar10", "celeba", "folder"):  # colour: a DCGAN at batch 32, otherwise MNIST's Adam and EMA
+    for dataset in ("cifar10", "celeba", "folder"):  # colour: a depth-2 DCGAN at batch 32, MNIST's Adam and EMA
         colour = Config.for_dataset(dataset=dataset)
-        assert (colour.arch, colour.batch_size, colour.channels, colour.b1, colour.ema_span) == (
+        assert (colour.arch, colour.depth, colour.batch_size, colour.channels, colour.b1, colour.ema_span) == (
             "dcgan",
+            2,
             32,
             3,
             0,
