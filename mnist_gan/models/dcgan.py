@@ -1,9 +1,12 @@
 """A DCGAN (Radford et al. 2015) whose depth follows the image size: two stride-2 layers for 28 and 32 px (from
 7 x 7 or 8 x 8), one more for each doubling beyond (64 px: three, 128: four, 256: five, each from 8 x 8). With
-depth 2 (the default) each stride-2 layer but D's first is followed by a 3x3 convolution at the same size, as in
-the "standard CNN" of the SN-GAN paper (Miyato et al. 2018): depth 1 is the paper's DCGAN."""
+depth 2 (the default) each stride-2 layer but D's first and G's last is followed by a 3x3 convolution at the same
+size, as in the "standard CNN" of the SN-GAN paper (Miyato et al. 2018): depth 1 is the paper's DCGAN."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -19,13 +22,13 @@ def stride_two_layers(img_size: int) -> int:
     return layers
 
 
-def same_size_convs(channels: int, depth: int, activation: nn.Module) -> list[nn.Module]:
+def same_size_convs(channels: int, depth: int, activation: Callable[[], nn.Module]) -> list[nn.Module]:
     """depth - 1 3x3 convolutions that keep the size and channels, each with BatchNorm and the activation: more
     layers where the DCGAN has one per size, for detail a colour image needs (the emoji at 32 px: FID 55 -> 34 in
     the same minutes, benchmarks/RESULTS.md section 19)."""
     layers: list[nn.Module] = []
     for _ in range(depth - 1):
-        layers += [nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), activation]
+        layers += [nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), activation()]
     return layers
 
 
@@ -64,7 +67,7 @@ class DCGANGenerator(nn.Module):
                 nn.ConvTranspose2d(width * 2**level, width * 2 ** (level - 1), 4, 2, 1, bias=False),
                 nn.BatchNorm2d(width * 2 ** (level - 1)),
                 nn.ReLU(inplace=True),
-                *same_size_convs(width * 2 ** (level - 1), depth, nn.ReLU(inplace=True)),
+                *same_size_convs(width * 2 ** (level - 1), depth, partial(nn.ReLU, inplace=True)),
             ]
         self.upsample = nn.Sequential(*blocks, nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Tanh())
 
@@ -97,7 +100,7 @@ class DCGANDiscriminator(nn.Module):
                 nn.Conv2d(width * 2 ** (level - 1), width * 2**level, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(width * 2**level),
                 nn.LeakyReLU(0.2, inplace=True),
-                *same_size_convs(width * 2**level, depth, nn.LeakyReLU(0.2, inplace=True)),
+                *same_size_convs(width * 2**level, depth, partial(nn.LeakyReLU, 0.2, inplace=True)),
             ]
         features = width * 2 ** (layers - 1) + minibatch_std
         self.net = nn.Sequential(
