@@ -6,7 +6,7 @@
     python benchmarks/gpu_check.py OUT --data gpu_data --smoke   # the same steps, tiny, on the CPU (a test runs it)
 
 Steps, each a separate process timed from start to exit, its output kept in OUT/logs/: the environment; the default
-MNIST run (`main`, 50 epochs with per-epoch evaluation), then `evaluate` on it; benchmarks/throughput.py at the
+MNIST run (`main`: its recipe, per-epoch evaluation), then `evaluate` on it; benchmarks/throughput.py at the
 default batch and at 1,024, 4,096 and 16,384, with the share of the GPU's measured matmul peak; `generate
 --num-images 10000`; a DCGAN on the emoji folder at 64 px for a fixed number of steps; the same under torchrun (one
 rank, nccl, --sync-batchnorm); the CUDA tests. A failing step is recorded and the next one runs: one visit to a

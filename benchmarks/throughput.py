@@ -26,7 +26,7 @@ from mnist_gan.config import Config
 from mnist_gan.devices import resolve_device, tune_for
 from mnist_gan.step import r1_weight
 
-DEFAULT = "mnist_gan default (the CLI's MNIST recipe: conditional, batch 256)"
+DEFAULT = "mnist_gan default (the CLI's MNIST recipe: conditional DCGAN, batch 128)"
 CLASSIC_SETTINGS = "mnist_gan at classic settings (MLP, batch 64, fp32)"  # set beside the classic loop only
 
 

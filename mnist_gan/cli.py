@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from . import signals
 from .config import CHOICES, LIMITS, NOT_FLAGS, Config
-from .datasets import DATASETS, recipe_values
+from .datasets import DATASETS, format_value, recipe_values
 from .errors import ConfigError, MnistGanError, OutputError, TrainingInterrupted
 from .files import check_output
 
@@ -175,6 +175,9 @@ def option_help(name: str, text: str) -> str:
     if name in CHOICES:
         notes.append(f"one of: {', '.join(CHOICES[name])}")
     recipes = recipe_values(name)
+    unset = [dataset for dataset, spec in DATASETS.items() if name not in spec.recipe]
+    if name in DATASETS[Config.dataset].recipe and unset:  # the default shown is MNIST's: say what the rest train with
+        recipes.setdefault(format_value(getattr(Config, name)), []).extend(unset)
     if recipes and len(recipes) + (name not in DATASETS[Config.dataset].recipe) > 1:
         notes.append("; ".join(f"{', '.join(names)}: {value}" for value, names in recipes.items()))
     if name in LIMITS:

@@ -78,7 +78,7 @@ class Config:
     background: str = option("white", "Colour behind transparent pixels of a folder's images: white, black or R,G,B "
                                       "(0-255 each).")  # fmt: skip
 
-    # Model: on a CPU the MLP reaches good digits sooner than the DCGAN (benchmarks/RESULTS.md)
+    # Model: every dataset's recipe (datasets.py) picks the DCGAN; the MLP is the simplest GAN, and the fastest step
     arch: str = option("mlp", "Architecture.")
     latent_dim: int = option(100, "Size of the noise vector z.")
     width: int = option(32, "DCGAN base channel count (ignored by mlp).")

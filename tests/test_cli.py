@@ -20,6 +20,7 @@ from helpers import assert_clean_failure, run
 from mnist_gan import __main__ as main_module
 from mnist_gan import formats, trainer
 from mnist_gan.__main__ import app, user_errors
+from mnist_gan.cli import option_help
 from mnist_gan.config import Config
 from mnist_gan.distributed import RankFailed
 
@@ -36,6 +37,14 @@ def test_help_lists_every_command_and_each_command_lists_its_options() -> None:
         assert help_text.exit_code == 0, help_text.output
         for option in (opt for param in command.params for opt in param.opts if opt.startswith("--")):
             assert option in help_text.output, (name, option)
+
+
+def test_a_flag_s_help_names_what_each_dataset_trains_with() -> None:
+    """The default shown is MNIST's recipe; where the other datasets train with another value, the help says so."""
+    assert "mnist: 0.2; fashion-mnist, cifar10, celeba, folder: 1.0" in option_help("r1", "R1's weight.")
+    assert "mnist: 7; fashion-mnist: 6; folder: 60; cifar10, celeba: 50" in option_help("epochs", "Passes.")
+    assert "fashion-mnist: 1/3" in option_help("ema_span", "Span.")  # a recipe's fraction, as it means it
+    assert option_help("arch", "Architecture.") == "Architecture. (one of: dcgan, mlp)"  # every recipe: the DCGAN
 
 
 def test_every_config_field_is_a_main_flag_whose_value_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -283,7 +283,10 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
 
 
 def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
-    assert Config.for_dataset(dataset="mnist") == Config(conditional=True)  # labelled digits: conditional
+    assert Config.for_dataset(dataset="mnist") == Config(  # labelled digits: a conditional depth-2 DCGAN
+        conditional=True, arch="dcgan", batch_size=128, r1=0.2, epochs=7, eval_samples=2000
+    )
+    assert Config.for_dataset(dataset="mnist").depth == 2
     assert Config.for_dataset(dataset="fashion-mnist") == Config(  # clothes: a DCGAN, a weight average reaching further
         dataset="fashion-mnist",
         conditional=True,
@@ -306,6 +309,7 @@ def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
             0,
             1 / 9,
         )
+        assert colour.r1 == 1.0  # the R1 weight the emoji were measured with, not the digits' 0.2
     assert Config.for_dataset(dataset="cifar10").conditional and not Config.for_dataset(dataset="celeba").conditional
 
 
