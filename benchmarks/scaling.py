@@ -3,7 +3,7 @@ same global batch (so the same number of steps) and the same epochs, through the
 scored on 10,000 samples.
 
     python benchmarks/scaling.py                      # 2 ranks, 10 epochs of MNIST's recipe (a DCGAN: about 15 minutes)
-    python benchmarks/scaling.py --set arch=mlp --set r1=1    # the MLP recipe of RESULTS.md sections 9 to 19 (4 min)
+    python benchmarks/scaling.py --set arch=mlp --set r1=1 --set eval_samples=500   # sections 9-19's MLP recipe (4 min)
     python benchmarks/scaling.py --epochs 3 --ranks 2 --set depth=1
 
 Prints one row per layout: wall seconds of training, images/s, and FID, IS and recall at the end.
