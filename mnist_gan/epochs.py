@@ -164,7 +164,8 @@ def save_mid_epoch(session: Session) -> Path:
 
 
 def finish_epoch(session: Session, complete: bool) -> Path:
-    """Samples from the fixed noise, the quality metrics when due, then the epoch's checkpoint (and best.pt).
+    """The weight average's BatchNorm statistics, samples from the fixed noise, the quality metrics when due, then
+    the epoch's checkpoint (and best.pt).
 
     When the time budget ran out inside the epoch, the same happens at that position (a mid-epoch checkpoint that
     --resume continues), with the final evaluation. A signal during the evaluation abandons it: the checkpoint is
@@ -173,6 +174,9 @@ def finish_epoch(session: Session, complete: bool) -> Path:
     config, state = session.config, session.state
     clock, epoch = time.perf_counter(), state.epoch
     last = budget_spent(session) or (complete and epoch + 1 == config.epochs)
+    if state.ema is not None:  # before anything is drawn from it or saved
+        labels = session.data[1] if config.conditional else None
+        state.ema.measure_batchnorm(config.latent_dim, config.batch_size, labels)
     if session.writes:
         name = runs.epoch_grid(epoch) if complete else runs.step_grid(state.step)
         session.reporter.log_samples(name, fixed_noise_grid(state), state.step, epoch_grid=complete)

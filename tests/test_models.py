@@ -88,6 +88,37 @@ def test_ema_warms_up_reaches_back_over_its_span_then_keeps_its_decay(decay, spa
     assert average.n_averaged.device.type == "cpu"  # the count never makes a GPU wait
 
 
+def test_the_weight_average_measures_its_own_batchnorm_statistics() -> None:
+    """The average's BatchNorm buffers are measured on the averaged weights, for the classes it is drawn for,
+    without touching the random numbers training draws."""
+    config = Config(arch="dcgan", width=8, batch_size=64, conditional=True, num_classes=10)
+    state = new_state(config, torch.device("cpu"))
+    average = state.ema.module
+    with torch.no_grad():  # weights whose statistics are not the buffers' (BatchNorm's init: mean 0, variance 1)
+        average.project[0].weight.mul_(50)
+    norm = average.project[1]
+    sevens = torch.full((100,), 7)
+    inputs = []
+    hook = norm.register_forward_hook(lambda module, args, output: inputs.append(args[0]))
+    with torch.no_grad():
+        average.eval()(torch.randn(4096, config.latent_dim), torch.full((4096,), 7))
+    hook.remove()
+    mean, variance = inputs[0].mean(0), inputs[0].var(0)
+    assert (norm.running_var < variance / 10).all()  # far off before
+
+    rng = torch.get_rng_state()
+    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, sevens)
+    assert torch.equal(torch.get_rng_state(), rng)  # a private generator: training's noise stays the same
+    assert ((norm.running_mean - mean).abs() / variance.sqrt()).max() < 0.2
+    assert torch.allclose(norm.running_var, variance, rtol=0.2)
+    assert norm.momentum == 0.1 and norm.num_batches_tracked == 2048 // config.batch_size
+    measured = norm.running_mean.clone()
+    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, sevens)
+    assert torch.equal(norm.running_mean, measured)  # a function of the weights alone: a resumed run measures the same
+    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, torch.full((100,), 3))
+    assert not torch.equal(norm.running_mean, measured)  # for the classes asked for
+
+
 def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
     """One step of a new DCGAN on a fixed batch: the same weights, noise and batch for every variant."""
     config = Config(arch="dcgan", width=8, batch_size=16, **config_values)
