@@ -14,7 +14,7 @@ from .config import Config
 from .models import build_models
 
 FIXED_NOISE_SIZE = 64  # an 8 x 8 grid from the same z every epoch, so progress is comparable
-BATCHNORM_IMAGES = 2048  # generated to measure the weight average's BatchNorm statistics (more changed no FID)
+BATCHNORM_IMAGES = 4096  # generated to measure the weight average's BatchNorm statistics (2,048: FID +- 0.2)
 BATCHNORM_SEED = 1  # their noise: a private generator, so training draws the same random numbers with or without it
 
 

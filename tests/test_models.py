@@ -10,7 +10,7 @@ from mnist_gan import formats
 from mnist_gan.config import Config
 from mnist_gan.models import build_models
 from mnist_gan.models.layers import MinibatchStd
-from mnist_gan.state import TrainingState, WeightAverage, ema_weight, new_state
+from mnist_gan.state import BATCHNORM_IMAGES, TrainingState, WeightAverage, ema_weight, new_state
 from mnist_gan.step import (
     discriminator_loss,
     generator_loss,
@@ -111,7 +111,7 @@ def test_the_weight_average_measures_its_own_batchnorm_statistics() -> None:
     assert torch.equal(torch.get_rng_state(), rng)  # a private generator: training's noise stays the same
     assert ((norm.running_mean - mean).abs() / variance.sqrt()).max() < 0.2
     assert torch.allclose(norm.running_var, variance, rtol=0.2)
-    assert norm.momentum == 0.1 and norm.num_batches_tracked == 2048 // config.batch_size
+    assert norm.momentum == 0.1 and norm.num_batches_tracked == BATCHNORM_IMAGES // config.batch_size
     measured = norm.running_mean.clone()
     state.ema.measure_batchnorm(config.latent_dim, config.batch_size, sevens)
     assert torch.equal(norm.running_mean, measured)  # a function of the weights alone: a resumed run measures the same
