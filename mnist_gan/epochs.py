@@ -22,7 +22,7 @@ from .metrics import EVAL_SEED, Meter, sample_shares
 from .reporting import Reporter
 from .sampling import draw, scoring_sample
 from .signals import EvaluationStopped, StopSignals
-from .state import TrainingState
+from .state import BATCHNORM_IMAGES, TrainingState
 from .step import set_learning_rates, training_step
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,7 @@ def finish_epoch(session: Session, complete: bool) -> Path:
     clock, epoch = time.perf_counter(), state.epoch
     last = budget_spent(session) or (complete and epoch + 1 == config.epochs)
     if state.ema is not None:  # before anything is drawn from it or saved
-        labels = session.data[1] if config.conditional else None
-        state.ema.measure_batchnorm(config.latent_dim, config.batch_size, labels)
+        measure_average_batchnorm(session)
     if session.writes:
         name = runs.epoch_grid(epoch) if complete else runs.step_grid(state.step)
         session.reporter.log_samples(name, fixed_noise_grid(state), state.step, epoch_grid=complete)
@@ -191,6 +190,15 @@ def finish_epoch(session: Session, complete: bool) -> Path:
     path = save_epoch(session, metrics, None if complete else state.batches_done, epoch)
     session.reporter.end_epoch(epoch, state, metrics)
     return path
+
+
+def measure_average_batchnorm(session: Session) -> None:
+    """The weight average's BatchNorm statistics, measured on its weights (WeightAverage.measure_batchnorm) on
+    at most as many images as an epoch trains: a few seconds of a real run, never most of a short one."""
+    config, (images, labels) = session.config, session.data
+    epoch_images = config.batch_size * batches_per_epoch(len(images), config.batch_size, config.max_batches)
+    session.state.ema.measure_batchnorm(config.latent_dim, config.batch_size, labels if config.conditional else None,
+                                        images=min(BATCHNORM_IMAGES, epoch_images))  # fmt: skip
 
 
 def evaluate(session: Session) -> tuple[dict | None, float]:
