@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from mnist_gan import formats
+from mnist_gan import checkpoints, formats
 from mnist_gan.config import Config
+from mnist_gan.data import load_dataset
 from mnist_gan.models import build_models
 from mnist_gan.models.layers import MinibatchStd
 from mnist_gan.state import BATCHNORM_IMAGES, TrainingState, WeightAverage, ema_weight, new_state
@@ -117,6 +120,18 @@ def test_the_weight_average_measures_its_own_batchnorm_statistics() -> None:
     assert torch.equal(norm.running_mean, measured)  # a function of the weights alone: a resumed run measures the same
     state.ema.measure_batchnorm(config.latent_dim, config.batch_size, torch.full((100,), 3))
     assert not torch.equal(norm.running_mean, measured)  # for the classes asked for
+
+
+def test_a_run_saves_the_statistics_measured_on_its_average(trained_run: Path) -> None:
+    """Training measures the average's statistics before it saves: measuring them again reproduces them."""
+    generator, config, _ = checkpoints.load_generator(checkpoints.latest_checkpoint(trained_run))
+    labels = load_dataset(config.dataset, config.data_dir)[1] if config.conditional else None
+    saved = {name: value.clone() for name, value in generator.state_dict().items() if "running" in name}
+    assert saved
+    average = WeightAverage(generator, decay=0.0, span=1.0)
+    average.measure_batchnorm(config.latent_dim, config.batch_size, labels,
+                              images=min(BATCHNORM_IMAGES, config.batch_size * config.max_batches))  # fmt: skip
+    assert all(torch.equal(value, average.module.state_dict()[name]) for name, value in saved.items())
 
 
 def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
