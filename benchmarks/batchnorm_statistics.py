@@ -1,7 +1,7 @@
 """The weight average's BatchNorm statistics: as its checkpoint holds them, against measured anew on its weights.
 
 Scores a run's best.pt (else its newest checkpoint) as `evaluate` does (10,000 samples, seed 0, the dataset's
-evaluator), first with the statistics saved in it, then with them measured (WeightAverage.measure_batchnorm) from
+evaluator), first with the statistics saved in it, then with them measured (mnist_gan.state.measure_batchnorm) from
 each noise seed given, so that the measurement's own spread shows. A checkpoint written before training measured
 them (benchmarks/RESULTS.md section 20 and earlier) holds the average of the generator's statistics.
 
@@ -21,7 +21,7 @@ from mnist_gan import checkpoints
 from mnist_gan.data import load_dataset
 from mnist_gan.metrics import quality_meter, sample_shares
 from mnist_gan.sampling import scoring_sample
-from mnist_gan.state import BATCHNORM_IMAGES, WeightAverage
+from mnist_gan.state import BATCHNORM_IMAGES, measure_batchnorm
 
 SHOWN = ("fid", "kid", "precision", "recall", "coverage", "label_accuracy", "inception_score")
 
@@ -42,10 +42,9 @@ def score_statistics(run_dir: Path, seeds: list[int], images: int, num_images: i
     if config.conditional:
         labels = load_dataset(config.dataset, config.data_dir, img_size=config.img_size,
                               background=config.background)[1]  # fmt: skip
-    average = WeightAverage(generator, decay=0.0, span=1.0)  # a copy to measure; the decay is not used here
-    for seed in seeds:
-        average.measure_batchnorm(config.latent_dim, config.batch_size, labels, images=images, seed=seed)
-        rows.append(score(average.module.eval(), f"measured, seed {seed}"))
+    for seed in seeds:  # in place: the saved statistics are scored above
+        measure_batchnorm(generator, config.latent_dim, config.batch_size, labels, images=images, seed=seed)
+        rows.append(score(generator, f"measured, seed {seed}"))
     return rows
 
 

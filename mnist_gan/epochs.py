@@ -22,7 +22,7 @@ from .metrics import EVAL_SEED, Meter, sample_shares
 from .reporting import Reporter
 from .sampling import draw, scoring_sample
 from .signals import EvaluationStopped, StopSignals
-from .state import BATCHNORM_IMAGES, TrainingState
+from .state import BATCHNORM_IMAGES, TrainingState, measure_batchnorm
 from .step import set_learning_rates, training_step
 
 log = logging.getLogger(__name__)
@@ -193,12 +193,12 @@ def finish_epoch(session: Session, complete: bool) -> Path:
 
 
 def measure_average_batchnorm(session: Session) -> None:
-    """The weight average's BatchNorm statistics, measured on its weights (WeightAverage.measure_batchnorm) on
-    at most as many images as an epoch trains: a few seconds of a real run, never most of a short one."""
+    """The weight average's BatchNorm statistics, measured on its weights (state.measure_batchnorm) on at most as
+    many images as an epoch trains: a few seconds of a real run, never most of a short one."""
     config, (images, labels) = session.config, session.data
     epoch_images = config.batch_size * batches_per_epoch(len(images), config.batch_size, config.max_batches)
-    session.state.ema.measure_batchnorm(config.latent_dim, config.batch_size, labels if config.conditional else None,
-                                        images=min(BATCHNORM_IMAGES, epoch_images))  # fmt: skip
+    measure_batchnorm(session.state.ema.module, config.latent_dim, config.batch_size,
+                      labels if config.conditional else None, images=min(BATCHNORM_IMAGES, epoch_images))  # fmt: skip
 
 
 def evaluate(session: Session) -> tuple[dict | None, float]:

@@ -13,7 +13,7 @@ from mnist_gan.config import Config
 from mnist_gan.data import load_dataset
 from mnist_gan.models import build_models
 from mnist_gan.models.layers import MinibatchStd
-from mnist_gan.state import BATCHNORM_IMAGES, TrainingState, WeightAverage, ema_weight, new_state
+from mnist_gan.state import BATCHNORM_IMAGES, TrainingState, WeightAverage, ema_weight, measure_batchnorm, new_state
 from mnist_gan.step import (
     discriminator_loss,
     generator_loss,
@@ -110,15 +110,15 @@ def test_the_weight_average_measures_its_own_batchnorm_statistics() -> None:
     assert (norm.running_var < variance / 10).all()  # far off before
 
     rng = torch.get_rng_state()
-    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, sevens)
+    measure_batchnorm(average, config.latent_dim, config.batch_size, sevens)
     assert torch.equal(torch.get_rng_state(), rng)  # a private generator: training's noise stays the same
     assert ((norm.running_mean - mean).abs() / variance.sqrt()).max() < 0.2
     assert torch.allclose(norm.running_var, variance, rtol=0.2)
     assert norm.momentum == 0.1 and norm.num_batches_tracked == BATCHNORM_IMAGES // config.batch_size
     measured = norm.running_mean.clone()
-    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, sevens)
+    measure_batchnorm(average, config.latent_dim, config.batch_size, sevens)
     assert torch.equal(norm.running_mean, measured)  # a function of the weights alone: a resumed run measures the same
-    state.ema.measure_batchnorm(config.latent_dim, config.batch_size, torch.full((100,), 3))
+    measure_batchnorm(average, config.latent_dim, config.batch_size, torch.full((100,), 3))
     assert not torch.equal(norm.running_mean, measured)  # for the classes asked for
 
 
@@ -128,10 +128,9 @@ def test_a_run_saves_the_statistics_measured_on_its_average(trained_run: Path) -
     labels = load_dataset(config.dataset, config.data_dir)[1] if config.conditional else None
     saved = {name: value.clone() for name, value in generator.state_dict().items() if "running" in name}
     assert saved
-    average = WeightAverage(generator, decay=0.0, span=1.0)
-    average.measure_batchnorm(config.latent_dim, config.batch_size, labels,
-                              images=min(BATCHNORM_IMAGES, config.batch_size * config.max_batches))  # fmt: skip
-    assert all(torch.equal(value, average.module.state_dict()[name]) for name, value in saved.items())
+    measure_batchnorm(generator, config.latent_dim, config.batch_size, labels,
+                      images=min(BATCHNORM_IMAGES, config.batch_size * config.max_batches))  # fmt: skip
+    assert all(torch.equal(value, generator.state_dict()[name]) for name, value in saved.items())
 
 
 def fresh_step(loss: str = "ns", r1: float = 0.0, **config_values) -> tuple[TrainingState, dict[str, float]]:
