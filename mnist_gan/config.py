@@ -40,6 +40,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "keep_last": (0, 1_000_000),
     "r1_every": (1, 1_000_000),
     "num_classes": (0, 100_000),
+    "clusters": (0, 1000),
     "seed": (0, 2**31 - 1),
     "time_budget": (0, 10_000_000),  # minutes
     "r1": (0, 10_000),
@@ -49,14 +50,14 @@ OPEN_BELOW_ONE = ("b1", "b2", "ema_decay", "lr_d")  # in [0, 1)
 # them (an older checkpoint) is rebuilt with these, not with today's defaults.
 BEFORE_FIELD_EXISTED = {
     "minibatch_std": False, "r1": 0.0, "r1_every": 1, "loss": "ns", "lr_schedule": "constant", "lr_d": 0.0,
-    "conditional": False, "ema_span": 1 / 9, "augment": "", "depth": 1,
+    "conditional": False, "ema_span": 1 / 9, "augment": "", "depth": 1, "clusters": 0,
 }  # fmt: skip
 FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 # Fields that define the model or its data: a resumed run may not change them.
 MODEL_FIELDS = (
     "dataset", "arch", "latent_dim", "width", "depth", "img_size", "channels", "spectral_norm", "minibatch_std",
-    "conditional", "num_classes", "background",
+    "conditional", "num_classes", "clusters", "background",
 )  # fmt: skip
 NOT_FLAGS = ("num_classes",)  # counted from the data, never given
 
@@ -91,6 +92,9 @@ class Config:
                                       "class asked for. On by default where the data has classes (a folder: "
                                       "when its images sit in class sub-folders), off for CelebA.")  # fmt: skip
     num_classes: int = option(0, "Classes of a conditional model; 0: counted from the data when the run starts.")
+    clusters: int = option(0, "Without labels (--no-conditional): G and D are conditioned on this many k-means "
+                              "clusters of the training images, and G draws each in its share of the data (a "
+                              "self-conditioned GAN): distinct kinds of image, not blends of them. 0: off.")  # fmt: skip
 
     # Optimisation: Adam at a higher learning rate than the usual 2e-4 (measured: benchmarks/RESULTS.md)
     epochs: int = option(50, "Passes over the training set.")
@@ -161,6 +165,8 @@ class Config:
         if unknown:
             raise ConfigError(f"augment: unknown transform(s) {', '.join(unknown)}; choose from "
                               f"{', '.join(AUGMENTATIONS)}, comma-separated", "augment")  # fmt: skip
+        if self.cluster_count and self.latent_dim < 2:
+            raise ConfigError("clusters need latent_dim 2 or more (z's first number chooses the cluster)", "clusters")
         if self.conditional and self.num_classes == 1:
             raise ConfigError("a conditional model needs at least 2 classes", "conditional")
         if self.arch == "dcgan" and not dcgan_supports(self.img_size):
@@ -180,6 +186,11 @@ class Config:
     @property
     def lr_discriminator(self) -> float:
         return self.lr_d or self.lr  # --lr-d 0: D learns at G's rate
+
+    @property
+    def cluster_count(self) -> int:
+        """The k-means clusters this run's model is conditioned on: --clusters without labels; none with them."""
+        return 0 if self.conditional else self.clusters
 
     @property
     def augmentations(self) -> tuple[str, ...]:

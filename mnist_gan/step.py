@@ -113,8 +113,8 @@ def training_step(
     state: TrainingState, config: Config, precision: torch.dtype, real: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """One step as training takes it (the epoch loop, the benchmarks): the config's loss, its lazy R1, the labels
-    when the model is conditional; counted in state.step."""
-    conditional_labels = labels if config.conditional else None
+    when the model is conditional (the data's classes, or the clusters it is trained on); counted in state.step."""
+    conditional_labels = labels if config.conditional or config.cluster_count else None
     stats = train_step(state, real, config.latent_dim, precision, config.loss, r1_weight(config, state.step),
                        conditional_labels, augment=config.augmentations)  # fmt: skip
     state.step += 1

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from . import checkpoints, distributed, formats, runs
+from .clusters import cluster_labels, cluster_shares
 from .config import Config, merge_for_resume
 from .data import batches_per_epoch, fingerprint, load_dataset
 from .datasets import DATASETS
@@ -130,6 +131,7 @@ def launch(
     precision = resolve_precision(config.precision, device)
     steps_per_epoch = batches_per_epoch(len(data[0]), config.batch_size * distributed.world_size(), config.max_batches)
     check_same_data(state, fingerprint(*data))
+    labels = training_labels(config, state, data)
     state.world_size = distributed.world_size()
     meters = quality_meters(config, device) if writes else []
     prepare_models(state, config, device)
@@ -143,7 +145,7 @@ def launch(
             run_dir, config, steps_per_epoch, precision, purge_step=state.step if resuming else None
         )
         try:
-            loop(Session(config, state, (data[0].to(device), data[1].to(device)), precision, reporter, meters))
+            loop(Session(config, state, (data[0].to(device), labels.to(device)), precision, reporter, meters))
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(
                 f"out of memory on {device} at --batch-size {config.batch_size}: pass a smaller one (with --resume "
@@ -162,6 +164,20 @@ def launch(
         finally:
             reporter.close()
     return run_dir
+
+
+def training_labels(config: Config, state: TrainingState, data: Data) -> torch.Tensor:
+    """The labels training conditions on: the data's, or with --clusters (and no labels) the k-means clusters of
+    the images, in whose shares the generator then draws them (a resumed run finds the same clusters again)."""
+    if not config.cluster_count:
+        return data[1]
+    labels = cluster_labels(data[0], config.cluster_count, config.seed)
+    shares = cluster_shares(labels, config.cluster_count)
+    for generator in (state.generator, state.sample_generator):
+        generator.clusters.shares.copy_(shares)
+    log.info(f"{config.cluster_count} k-means clusters of the training images, each {shares.min():.1%} to "
+             f"{shares.max():.1%} of them")  # fmt: skip
+    return labels
 
 
 def device_or_compiler_failure(error: Exception, config: Config, run_dir: Path) -> MnistGanError | None:

@@ -44,6 +44,7 @@ def test_a_flag_s_help_names_what_each_dataset_trains_with() -> None:
     assert "mnist: 0.2; fashion-mnist, cifar10, celeba, folder: 1.0" in option_help("r1", "R1's weight.")
     assert "mnist: 7; fashion-mnist: 6; folder: 60; cifar10, celeba: 50" in option_help("epochs", "Passes.")
     assert "fashion-mnist: 1/3" in option_help("ema_span", "Span.")  # a recipe's fraction, as it means it
+    assert "mnist: 50; fashion-mnist, cifar10, celeba, folder: 0" in option_help("clusters", "Clusters.")
     assert option_help("arch", "Architecture.") == "Architecture. (one of: dcgan, mlp)"  # every recipe: the DCGAN
 
 
@@ -55,7 +56,8 @@ def test_every_config_field_is_a_main_flag_whose_value_reaches_the_config(monkey
     assert {"--" + name.replace("_", "-") for name in fields} <= flags
     typed = dict(dataset="folder", data_dir="elsewhere", download=False, img_size=32, channels=3, background="black",
                  arch="dcgan",
-                 latent_dim=64, width=16, depth=3, spectral_norm=True, minibatch_std=False, conditional=True, epochs=7,
+                 latent_dim=64, width=16, depth=3, spectral_norm=True, minibatch_std=False, conditional=True, clusters=9,
+                 epochs=7,
                  batch_size=48, lr=1e-3, b1=0.3, b2=0.95, lr_d=5e-4, lr_schedule="constant", loss="hinge",
                  augment="translation,cutout", r1=2.0,
                  r1_every=3, ema_decay=0.99, ema_span=0.25, precision="fp32", compile=True, sync_batchnorm=True,

@@ -33,17 +33,19 @@ def build_models(config: Config) -> tuple[nn.Module, nn.Module]:
     """Return (generator, discriminator) for a run configuration."""
     if config.conditional and not config.num_classes:
         raise ValueError("a conditional config needs num_classes (trainer.train counts them in the data)")
-    classes = config.num_classes if config.conditional else 0
-    shape = dict(channels=config.channels, img_size=config.img_size, num_classes=classes)
+    classes, clusters = config.num_classes if config.conditional else 0, config.cluster_count
+    shape = dict(channels=config.channels, img_size=config.img_size)
+    to_draw = dict(latent_dim=config.latent_dim, num_classes=classes, clusters=clusters)
+    to_judge = dict(minibatch_std=config.minibatch_std, num_classes=classes + clusters)  # D is told the cluster too
     if config.arch == "dcgan":
         size = dict(width=config.width, depth=config.depth)
-        generator = DCGANGenerator(latent_dim=config.latent_dim, **size, **shape)
-        discriminator = DCGANDiscriminator(minibatch_std=config.minibatch_std, **size, **shape)
+        generator = DCGANGenerator(**to_draw, **size, **shape)
+        discriminator = DCGANDiscriminator(**to_judge, **size, **shape)
         generator.apply(init_weights)
         discriminator.apply(init_weights)
     else:
-        generator = MLPGenerator(latent_dim=config.latent_dim, **shape)
-        discriminator = MLPDiscriminator(minibatch_std=config.minibatch_std, **shape)
+        generator = MLPGenerator(**to_draw, **shape)
+        discriminator = MLPDiscriminator(**to_judge, **shape)
     if config.spectral_norm:
         for layer in [module for module in discriminator.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]:
             spectral_norm(layer)  # weight / its largest singular value, by one power iteration per step

@@ -11,7 +11,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .layers import LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
+from .layers import ClusterChoice, LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
 
 
 def stride_two_layers(img_size: int) -> int:
@@ -50,14 +50,17 @@ class DCGANGenerator(nn.Module):
         width: int = 32,
         depth: int = 1,
         num_classes: int = 0,
+        clusters: int = 0,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.embed = LabelEmbedding(num_classes, num_classes) if num_classes else None  # appended to z
+        self.num_classes = num_classes  # the classes one can ask for; clusters are chosen by z
+        self.clusters = ClusterChoice(clusters) if clusters else None
+        self.embed = LabelEmbedding(num_classes + clusters, num_classes + clusters) if num_classes + clusters else None
         layers = stride_two_layers(img_size)
         self.start, self.start_channels = img_size // 2**layers, width * 2**layers
-        self.project = nn.Sequential(  # z: B x latent_dim
-            nn.Linear(latent_dim + num_classes, self.start_channels * self.start**2, bias=False),
+        self.project = nn.Sequential(  # z (less the number that chooses a cluster) and the class embedding
+            nn.Linear(latent_dim - bool(clusters) + num_classes + clusters, self.start_channels * self.start**2,
+                      bias=False),  # fmt: skip
             nn.BatchNorm1d(self.start_channels * self.start**2),
             nn.ReLU(inplace=True),
         )
@@ -72,7 +75,7 @@ class DCGANGenerator(nn.Module):
         self.upsample = nn.Sequential(*blocks, nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.project(class_input(z, self.embed, labels)).view(
+        x = self.project(class_input(z, self.embed, labels, self.clusters)).view(
             z.shape[0], self.start_channels, self.start, self.start
         )
         return self.upsample(x)

@@ -36,8 +36,29 @@ class LabelEmbedding(nn.Embedding):
         return labels.to(self.weight.dtype) @ self.weight if labels.is_floating_point() else super().forward(labels)
 
 
-def class_input(z: torch.Tensor, embedding: LabelEmbedding | None, labels: torch.Tensor | None) -> torch.Tensor:
-    """The generator's input: z, with the class's embedding appended for a conditional model (Mirza & Osindero 2014)."""
+class ClusterChoice(nn.Module):
+    """The cluster of a generator trained on k-means clusters of unlabelled images (--clusters): the one given
+    (training passes the real images' clusters), else the one z[:, 0] falls in, each cluster holding its share of
+    z[:, 0]'s distribution, so that G(z) draws the clusters in their shares of the training images. Either way the
+    rest of z is the noise G draws from."""
+
+    def __init__(self, clusters: int) -> None:
+        super().__init__()
+        self.register_buffer("shares", torch.full((clusters,), 1.0 / clusters))  # set from the data by the trainer
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if labels is None:
+            quantile = torch.special.ndtr(z[:, 0].float())  # uniform on (0, 1)
+            labels = torch.bucketize(quantile, self.shares.float().cumsum(0)[:-1])
+        return z[:, 1:], labels
+
+
+def class_input(z: torch.Tensor, embedding: LabelEmbedding | None, labels: torch.Tensor | None,
+                clusters: ClusterChoice | None = None) -> torch.Tensor:  # fmt: skip
+    """The generator's input: z, with the class's embedding appended for a conditional model (Mirza & Osindero 2014)
+    or the cluster's for one trained on clusters."""
+    if clusters is not None:
+        z, labels = clusters(z, labels)
     if embedding is None:
         return z
     if labels is None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
+from .layers import ClusterChoice, LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
 
 
 class MLPGenerator(nn.Module):
     """z (+ class embedding) -> 128 -> 256 -> 512 -> 1024 -> C*H*W, as the well-known reference implementations
     build it."""
 
-    def __init__(self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, num_classes: int = 0) -> None:
+    def __init__(
+        self, *, latent_dim: int = 100, channels: int = 1, img_size: int = 28, num_classes: int = 0, clusters: int = 0
+    ) -> None:
         super().__init__()
         self.image_shape = (channels, img_size, img_size)
-        self.num_classes = num_classes
-        self.embed = LabelEmbedding(num_classes, num_classes) if num_classes else None
+        self.num_classes = num_classes  # the classes one can ask for; clusters are chosen by z
+        self.clusters = ClusterChoice(clusters) if clusters else None
+        self.embed = LabelEmbedding(num_classes + clusters, num_classes + clusters) if num_classes + clusters else None
 
         def block(n_in: int, n_out: int, batch_norm: bool = True) -> list[nn.Module]:
             layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
@@ -26,7 +29,7 @@ class MLPGenerator(nn.Module):
             return layers
 
         self.net = nn.Sequential(
-            *block(latent_dim + num_classes, 128, batch_norm=False),
+            *block(latent_dim - bool(clusters) + num_classes + clusters, 128, batch_norm=False),
             *block(128, 256),
             *block(256, 512),
             *block(512, 1024),
@@ -35,7 +38,7 @@ class MLPGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(class_input(z, self.embed, labels)).view(z.shape[0], *self.image_shape)  # (B, C, H, W), [-1, 1]
+        return self.net(class_input(z, self.embed, labels, self.clusters)).view(z.shape[0], *self.image_shape)  # (B, C, H, W), [-1, 1]
 
 
 class MLPDiscriminator(nn.Module):
