@@ -284,7 +284,7 @@ def test_a_labelled_folder_gets_its_evaluator_and_a_short_run_on_it_learns_its_c
 
 def test_each_dataset_has_its_recipe_and_what_the_user_sets_wins() -> None:
     assert Config.for_dataset(dataset="mnist") == Config(  # labelled digits: a conditional depth-2 DCGAN
-        conditional=True, arch="dcgan", batch_size=128, r1=0.2, epochs=7, eval_samples=2000
+        conditional=True, arch="dcgan", batch_size=128, r1=0.2, epochs=7, eval_samples=2000, clusters=50
     )
     assert Config.for_dataset(dataset="mnist").depth == 2
     assert Config.for_dataset(dataset="fashion-mnist") == Config(  # clothes: a DCGAN, a weight average reaching further

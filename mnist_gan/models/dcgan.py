@@ -11,7 +11,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .layers import ClusterChoice, LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
+from .layers import MinibatchStd, class_input, conditioning, projected_logits, projection_embedding
 
 
 def stride_two_layers(img_size: int) -> int:
@@ -54,13 +54,11 @@ class DCGANGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes  # the classes one can ask for; clusters are chosen by z
-        self.clusters = ClusterChoice(clusters) if clusters else None
-        self.embed = LabelEmbedding(num_classes + clusters, num_classes + clusters) if num_classes + clusters else None
+        self.clusters, self.embed, extra_inputs = conditioning(num_classes, clusters)  # the embedding joins z
         layers = stride_two_layers(img_size)
         self.start, self.start_channels = img_size // 2**layers, width * 2**layers
-        self.project = nn.Sequential(  # z (less the number that chooses a cluster) and the class embedding
-            nn.Linear(latent_dim - bool(clusters) + num_classes + clusters, self.start_channels * self.start**2,
-                      bias=False),  # fmt: skip
+        self.project = nn.Sequential(  # z: B x latent_dim
+            nn.Linear(latent_dim + extra_inputs, self.start_channels * self.start**2, bias=False),
             nn.BatchNorm1d(self.start_channels * self.start**2),
             nn.ReLU(inplace=True),
         )

@@ -53,6 +53,14 @@ class ClusterChoice(nn.Module):
         return z[:, 1:], labels
 
 
+def conditioning(num_classes: int, clusters: int) -> tuple[ClusterChoice | None, LabelEmbedding | None, int]:
+    """A generator's class or cluster input (one of the two at most): the cluster choice, the embedding appended to
+    z, and how many numbers the input gains by them (the embedding's, less z's first when it chooses a cluster)."""
+    kinds = num_classes + clusters
+    choice = ClusterChoice(clusters) if clusters else None
+    return choice, LabelEmbedding(kinds, kinds) if kinds else None, kinds - bool(clusters)
+
+
 def class_input(z: torch.Tensor, embedding: LabelEmbedding | None, labels: torch.Tensor | None,
                 clusters: ClusterChoice | None = None) -> torch.Tensor:  # fmt: skip
     """The generator's input: z, with the class's embedding appended for a conditional model (Mirza & Osindero 2014)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ClusterChoice, LabelEmbedding, MinibatchStd, class_input, projected_logits, projection_embedding
+from .layers import MinibatchStd, class_input, conditioning, projected_logits, projection_embedding
 
 
 class MLPGenerator(nn.Module):
@@ -18,8 +18,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.image_shape = (channels, img_size, img_size)
         self.num_classes = num_classes  # the classes one can ask for; clusters are chosen by z
-        self.clusters = ClusterChoice(clusters) if clusters else None
-        self.embed = LabelEmbedding(num_classes + clusters, num_classes + clusters) if num_classes + clusters else None
+        self.clusters, self.embed, extra_inputs = conditioning(num_classes, clusters)  # the embedding joins z
 
         def block(n_in: int, n_out: int, batch_norm: bool = True) -> list[nn.Module]:
             layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
@@ -29,7 +28,7 @@ class MLPGenerator(nn.Module):
             return layers
 
         self.net = nn.Sequential(
-            *block(latent_dim - bool(clusters) + num_classes + clusters, 128, batch_norm=False),
+            *block(latent_dim + extra_inputs, 128, batch_norm=False),
             *block(128, 256),
             *block(256, 512),
             *block(512, 1024),
@@ -38,7 +37,8 @@ class MLPGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(class_input(z, self.embed, labels, self.clusters)).view(z.shape[0], *self.image_shape)  # (B, C, H, W), [-1, 1]
+        images = self.net(class_input(z, self.embed, labels, self.clusters))
+        return images.view(z.shape[0], *self.image_shape)  # (B, C, H, W), [-1, 1]
 
 
 class MLPDiscriminator(nn.Module):
