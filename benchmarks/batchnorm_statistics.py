@@ -31,7 +31,7 @@ def score_statistics(run_dir: Path, seeds: list[int], images: int, num_images: i
     generator, config, _ = checkpoints.load_generator(checkpoints.resolve_source(None, run_dir, prefer_best=True))
     meter = quality_meter(config.dataset, config.data_dir, torch.device("cpu"), background=config.background,
                           img_size=config.img_size)  # fmt: skip
-    shares = sample_shares(config.dataset, [meter])
+    shares = sample_shares([meter])
 
     def score(model: torch.nn.Module, statistics: str) -> dict[str, Any]:
         fake, labels = scoring_sample(model, num_images, config.latent_dim, 0, shares)

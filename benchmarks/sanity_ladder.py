@@ -43,7 +43,7 @@ def generated(run_dir: Path, count: int, size: int, meter: QualityMeter) -> torc
     is_file = run_dir.is_file()
     source = checkpoints.resolve_source(run_dir if is_file else None, None if is_file else run_dir, prefer_best=True)
     generator, config, _ = checkpoints.load_generator(source, torch.device("cpu"))
-    shares = sample_shares(config.dataset, [meter])
+    shares = sample_shares([meter])
     images, _ = scoring_sample(generator, count, config.latent_dim, seed=0, shares=shares)
     if images.shape[-1] != size:
         raise SystemExit(f"{run_dir} draws {images.shape[-1]} px images: pass --img-size {images.shape[-1]}")

@@ -73,7 +73,7 @@ def main() -> None:
     if config.dataset != "mnist" and "classic" in loops:
         parser.error("the classic loop trains MNIST only: add --loops mnist_gan")
     meter = quality_meter(config.dataset, DATA_DIR, img_size=config.img_size)  # as `evaluate` scores the run
-    shares = sample_shares(config.dataset, [meter])
+    shares = sample_shares([meter])
     print(f"machine: {machine()}")
     rows = []
     for name in loops:

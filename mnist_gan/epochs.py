@@ -208,7 +208,7 @@ def evaluate(session: Session) -> tuple[dict | None, float]:
         with session.stop.evaluation():
             images, labels = scoring_sample(session.state.sample_generator, session.config.eval_samples,
                                             session.config.latent_dim, EVAL_SEED,
-                                            sample_shares(session.config.dataset, session.meters))  # fmt: skip
+                                            sample_shares(session.meters))  # fmt: skip
             metrics: dict | None = {}
             for meter in session.meters:
                 metrics |= meter.score(images, labels)

@@ -145,8 +145,8 @@ def evaluate(
         if not inception_fid:
             raise
         meter = None
-    if images is None:  # drawn once the real side is known: a folder's classes are drawn in its shares
-        shares = sample_shares(dataset, [meter] if meter else [])
+    if images is None:  # drawn once the real side is known: the classes are drawn in the test split's shares
+        shares = sample_shares([meter] if meter else [])
         fake, labels = scoring_sample(generator, num_images, config.latent_dim, seed, shares)
     if meter is not None:
         metrics = meter.score(match_channels(fake, meter.evaluator.shape["channels"]), labels)
