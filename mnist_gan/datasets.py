@@ -18,8 +18,8 @@ LABELS = {"conditional": True}  # labelled data: a conditional model scores bett
 # Digits: the depth-2 DCGAN at batch 128 with R1 0.2 draws more variety than the MLP (recall 0.82 against 0.75) and
 # scores better in fewer minutes (sections 19 and 20). Its epochs differ by less than FID on 500 samples can tell:
 # best.pt is chosen on 2,000.
-# Without labels (--no-conditional) it trains on 50 k-means clusters of the digits instead (section 22): FID 7.7
-# where the plain unconditional DCGAN scores 10.6-14.4, in the same minutes.
+# Without labels (--no-conditional) it trains on 50 k-means clusters of the digits instead (section 22): FID 6.9-7.4
+# where the plain unconditional DCGAN scores 10.6-14.9, in the same minutes.
 DIGITS = {**LABELS, "arch": "dcgan", "batch_size": 128, "r1": 0.2, "epochs": 7, "eval_samples": 2000, "clusters": 50}
 # Garments: the MLP draws the typical garment of each class; a DCGAN their variety (section 14), in 6 epochs. Its
 # generator swings more than the digits': a longer average. Measured with the paper's DCGAN (depth 1).
