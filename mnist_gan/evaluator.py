@@ -153,25 +153,19 @@ def train_evaluator(
     batch_size: int = 128,
     seed: int = 0,
     background: str = "white",
+    blocks: int = 0,
+    mirror: bool = False,
 ) -> tuple[Evaluator, float]:
     """Train the classifier with light shift augmentation (for colour: blur, and non-images to tell apart); returns
     it and its test-set accuracy. epochs 0: at least 4, and at least MIN_STEPS updates up to MAX_AUTO_EPOCHS (a
-    folder of 3,400 images: 77 epochs)."""
+    folder of 3,400 images: 77 epochs). blocks: 0 for evaluator_shape's; mirror: also show half of each batch
+    mirrored left to right, for data whose classes a mirror keeps (garments, not digits)."""
     torch.manual_seed(seed)
     load = {"background": background, "img_size": evaluator_size(dataset)}
     images, labels = load_dataset(dataset, data_dir, train=True, **load)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, **load)
-    if int(labels.max()) < 1:
-        raise DataError(
-            f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "
-            f"(for a folder: one sub-folder per class)"
-        )
-    if len(images) < MIN_EVAL_SAMPLES:  # its real-data reference is measured on training images
-        raise DataError(
-            f"{dataset} in {data_dir} has {len(images)} training images; the evaluator needs at least "
-            f"{MIN_EVAL_SAMPLES} (the metrics mean nothing on fewer)"
-        )
-    evaluator = Evaluator(**evaluator_shape(images, labels))
+    check_classifiable(dataset, data_dir, labels)
+    evaluator = Evaluator(**{**evaluator_shape(images, labels), **({"blocks": blocks} if blocks else {})})
     # Colour images also learn a class of non-images (not_images) through a training-only output, dropped after.
     nothing = nn.Linear(FEATURES, 1) if images.shape[1] == 3 else None
     parameters = [*evaluator.parameters(), *(nothing.parameters() if nothing is not None else [])]
@@ -187,6 +181,8 @@ def train_evaluator(
         for index in range(len(images) // batch_size):
             batch = order[index * batch_size : (index + 1) * batch_size]
             inputs, targets = random_shift(to_unit_range(images[batch])), labels[batch]
+            if mirror:
+                inputs = torch.where(torch.rand(len(inputs), 1, 1, 1) < 0.5, inputs.flip(-1), inputs)
             if nothing is not None:
                 inputs, targets = with_non_images(random_blur(inputs), targets, evaluator.shape["num_classes"])
             features, logits = evaluator(inputs)
@@ -202,6 +198,21 @@ def train_evaluator(
             f"evaluator epoch {epoch + 1}/{epochs}: test accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)"
         )
     return evaluator.eval(), accuracy
+
+
+def check_classifiable(dataset: str, data_dir: str | Path, labels: torch.Tensor) -> None:
+    """An evaluator is a classifier: it needs two classes or more, and enough images for the real-data reference
+    measured on them."""
+    if int(labels.max()) < 1:
+        raise DataError(
+            f"{dataset} in {data_dir} has one class: the evaluator is a classifier and needs labelled images "
+            f"(for a folder: one sub-folder per class)"
+        )
+    if len(labels) < MIN_EVAL_SAMPLES:  # its real-data reference is measured on training images
+        raise DataError(
+            f"{dataset} in {data_dir} has {len(labels)} training images; the evaluator needs at least "
+            f"{MIN_EVAL_SAMPLES} (the metrics mean nothing on fewer)"
+        )
 
 
 def random_shift(images: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from helpers import RunsCode, forbidden, quick_config, read_events
 from mnist_gan import formats, metrics, train
 from mnist_gan.__main__ import app
 from mnist_gan.data import cache, fixed_subset, load_dataset
-from mnist_gan.evaluator import evaluator_path, load_evaluator
+from mnist_gan.evaluator import evaluator_path, load_evaluator, train_evaluator
 from mnist_gan.metrics import METRICS, QualityMeter, quality_meter, sample_shares
 from mnist_gan.sampling import labels_in_shares
 
@@ -40,6 +40,27 @@ def test_evaluator_accuracy_on_a_test_slice(data_dir: Path) -> None:
     assert (logits.argmax(1) == labels[:3000]).float().mean() >= 0.985
     assert metadata["test_accuracy"] >= 0.99
     assert evaluator.shape["blocks"] == 2  # a file from before the third block: two, as it was built
+
+
+def test_a_mirrored_evaluator_cannot_tell_a_class_from_its_mirror_image(tmp_path: Path) -> None:
+    """train_evaluator(mirror=True) shows half of each batch mirrored, so that a garment's class does not hang on
+    which way it faces: classes that differ only by their mirror image (a bright left or right half) become one to
+    it, and it gives them even odds, where without it it tells them apart for sure. blocks sets its depth."""
+    rng = np.random.default_rng(0)
+    for side, name in ((slice(0, 16), "left"), (slice(16, 32), "right")):
+        (tmp_path / name).mkdir()
+        for index in range(60):
+            pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+            pixels[:, side] += 160
+            Image.fromarray(pixels).save(tmp_path / name / f"{index:03}.png")
+    test_images, _ = load_dataset("folder", tmp_path, train=False, img_size=32)
+    plain, plain_accuracy = train_evaluator("folder", tmp_path, epochs=10)
+    mirrored, _ = train_evaluator("folder", tmp_path, epochs=10, blocks=2, mirror=True)
+    assert plain.shape["blocks"] == 3 and mirrored.shape["blocks"] == 2
+    confidence = {name: model.embed(test_images)[1].softmax(1).max(1).values.mean().item()
+                  for name, model in (("plain", plain), ("mirrored", mirrored))}  # fmt: skip
+    assert plain_accuracy == 1.0 and confidence["plain"] > 0.95
+    assert confidence["mirrored"] < 0.75  # even odds are 0.5
 
 
 @pytest.mark.parametrize("blocks", [7, "3", 2.0])
