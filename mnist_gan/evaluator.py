@@ -115,15 +115,16 @@ def evaluator_size(dataset: str) -> int:
     return 28 if DATASETS[dataset].size == 28 else 32
 
 
-def evaluator_shape(images: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+def evaluator_shape(images: torch.Tensor, labels: torch.Tensor, blocks: int = 0) -> dict[str, int]:
     """The classifier a dataset's images (at evaluator_size) need: their channels, classes and size, and a third
-    block at 32 px, where colour images need it to tell their classes apart (the emoji: 85% -> 88%, RESULTS.md 16)."""
+    block at 32 px, where colour images need it to tell their classes apart (the emoji: 85% -> 88%, RESULTS.md 16).
+    blocks: that many instead, when given."""
     size = images.shape[-1]
     return {
         "channels": images.shape[1],
         "num_classes": int(labels.max()) + 1,
         "size": size,
-        "blocks": 3 if size >= 32 else 2,
+        "blocks": blocks or (3 if size >= 32 else 2),
     }
 
 
@@ -158,14 +159,13 @@ def train_evaluator(
 ) -> tuple[Evaluator, float]:
     """Train the classifier with light shift augmentation (for colour: blur, and non-images to tell apart); returns
     it and its test-set accuracy. epochs 0: at least 4, and at least MIN_STEPS updates up to MAX_AUTO_EPOCHS (a
-    folder of 3,400 images: 77 epochs). blocks: 0 for evaluator_shape's; mirror: also show half of each batch
-    mirrored left to right, for data whose classes a mirror keeps (garments, not digits)."""
+    folder of 3,400 images: 77 epochs). blocks: 0 for evaluator_shape's; mirror: also random_mirror."""
     torch.manual_seed(seed)
     load = {"background": background, "img_size": evaluator_size(dataset)}
     images, labels = load_dataset(dataset, data_dir, train=True, **load)
     test_images, test_labels = load_dataset(dataset, data_dir, train=False, **load)
     check_classifiable(dataset, data_dir, labels)
-    evaluator = Evaluator(**{**evaluator_shape(images, labels), **({"blocks": blocks} if blocks else {})})
+    evaluator = Evaluator(**evaluator_shape(images, labels, blocks))
     # Colour images also learn a class of non-images (not_images) through a training-only output, dropped after.
     nothing = nn.Linear(FEATURES, 1) if images.shape[1] == 3 else None
     parameters = [*evaluator.parameters(), *(nothing.parameters() if nothing is not None else [])]
@@ -182,7 +182,7 @@ def train_evaluator(
             batch = order[index * batch_size : (index + 1) * batch_size]
             inputs, targets = random_shift(to_unit_range(images[batch])), labels[batch]
             if mirror:
-                inputs = torch.where(torch.rand(len(inputs), 1, 1, 1) < 0.5, inputs.flip(-1), inputs)
+                inputs = random_mirror(inputs)
             if nothing is not None:
                 inputs, targets = with_non_images(random_blur(inputs), targets, evaluator.shape["num_classes"])
             features, logits = evaluator(inputs)
@@ -249,6 +249,11 @@ def not_images(count: int, shape: torch.Size) -> torch.Tensor:
     side = int(torch.randint(2, 9, ()))
     fields = F.interpolate(torch.rand(count, channels, side, side) * 2 - 1, size=(size, size), mode="bilinear")
     return torch.where(torch.rand(count, 1, 1, 1) < 0.5, noise, fields)
+
+
+def random_mirror(images: torch.Tensor) -> torch.Tensor:
+    """Half the batch mirrored left to right: for data whose classes a mirror keeps (garments, photos), not digits."""
+    return torch.where(torch.rand(len(images), 1, 1, 1) < 0.5, images.flip(-1), images)
 
 
 def random_blur(images: torch.Tensor) -> torch.Tensor:
