@@ -132,25 +132,26 @@ def check(out: Path, data: Path, smoke: bool) -> str:
 def default_run(steps: Steps, out: Path, data: Path, smoke: bool) -> None:
     """The default MNIST run from start to exit, `evaluate` on 10,000 samples, then `generate` 10,000 images."""
     # --smoke: the same commands, tiny, on the CPU, so that the script cannot rot between the days a GPU is at hand
-    tiny = ["--device", "cpu", "--epochs", "1", "--max-batches", "3", "--eval-samples", "500"] if smoke else []
+    tiny = ["--device", "cpu", "--epochs", "1", "--max-batches", "3", "--eval-samples", "100"] if smoke else []
     run = out / "mnist"
     ok, seconds, output = steps.run("main", [*GAN, "main", "--data-dir", str(data), "--run-dir", str(run), *tiny], 300)
     steps.row("main", ok, seconds, finished(output) if ok else last_line(output, "rror"))
 
     scores = out / "evaluate.json"
     evaluate = [*GAN, "evaluate", "--run-dir", str(run), "--data-dir", str(data), "--json", str(scores)]
-    evaluate += ["--device", "cpu", "--num-images", "500"] if smoke else []
+    evaluate += ["--device", "cpu", "--num-images", "100"] if smoke else []
     ok, seconds, output = steps.run("evaluate", evaluate, 300)
     steps.row("evaluate", ok, seconds, summary(scores) if ok else last_line(output, "rror"))
 
-    generate = [*GAN, "generate", "--run-dir", str(run), "--num-images", "10000", "--out", str(out / "samples.npz")]
+    count = 1000 if smoke else 10_000
+    generate = [*GAN, "generate", "--run-dir", str(run), "--num-images", str(count), "--out", str(out / "samples.npz")]
     ok, seconds, output = steps.run("generate", generate + (["--device", "cpu"] if smoke else []), 120)
-    steps.row("generate", ok, seconds, "10,000 images" if ok else last_line(output, "rror"))
+    steps.row("generate", ok, seconds, f"{count:,} images" if ok else last_line(output, "rror"))
 
 
 def throughput(steps: Steps, smoke: bool) -> None:
     """benchmarks/throughput.py at the default batch and at BATCHES, each with its share of the measured peak."""
-    batches = (512,) if smoke else BATCHES  # the largest would take minutes on a CPU
+    batches = (32,) if smoke else BATCHES  # one extra row, small: the largest would take minutes on a CPU
     command = [sys.executable, "benchmarks/throughput.py", *[f"--config=batch_size={size}" for size in batches]]
     command += ["--seconds", "0.1", "--repeats", "1", "--device", "cpu"] if smoke else ["--seconds", "3"]
     ok, seconds, output = steps.run("throughput", command, 400)
