@@ -95,6 +95,7 @@ def test_real_collapsed_and_noise_images_rank_as_they_should(meter: QualityMeter
     assert noise["precision"] < 0.05 and noise["density"] < 0.05
 
 
+@pytest.mark.slow  # a second real side, at 16 px: the slowest of the quick tests (22 s with AVX2 kernels)
 def test_a_smaller_generator_is_scored_against_the_data_at_its_own_size(meter: QualityMeter, data_dir: Path) -> None:
     """A 16 px generator of MNIST is compared with MNIST at 16 px, both sides resized alike by the evaluator, and
     its reference is measured there: against the 28 px digits a perfect one (the training images at 16 px) would
