@@ -48,8 +48,8 @@ class InceptionFid:
     ) -> None:
         self.device = torch.device(device)
         self.metric = metric.to(self.device)
-        # Channels-last convolutions: Inception twice as fast on a CPU (oneDNN), the same features to 1e-6
-        # (benchmarks/RESULTS.md, section 24); the layout GPUs' convolutions prefer too.
+        # Channels-last convolutions: Inception 1.5-1.9x as fast on a CPU (oneDNN), the same features to 1e-6
+        # (benchmarks/RESULTS.md, section 24); not measured on a GPU.
         self.metric.inception.to(memory_format=torch.channels_last)
         for chunk in as_rgb_uint8(fixed_subset(real_images)).split(INCEPTION_CHUNK):
             self.metric.update(chunk.to(self.device), real=True)

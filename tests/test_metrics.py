@@ -220,14 +220,14 @@ def test_inception_fid_scores_a_run_without_an_evaluator(tmp_path: Path) -> None
 def test_inception_runs_channels_last_with_the_plain_layouts_features(tmp_path: Path) -> None:
     """InceptionFid turns Inception's convolutions channels-last (twice as fast on a CPU): the features must be the
     plain layout's, to float32's rounding."""
-    from mnist_gan.inception import InceptionFid, load_inception_fid
+    from mnist_gan.inception import InceptionFid, as_rgb_uint8, load_inception_fid
 
     weights = str(untrained_inception_weights(tmp_path))
     images = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
     meter, plain = InceptionFid(images, load_inception_fid(weights)), load_inception_fid(weights)
     assert meter.metric.inception.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        fast, reference = (metric.inception(images.expand(-1, 3, -1, -1)) for metric in (meter.metric, plain))
+        fast, reference = (metric.inception(as_rgb_uint8(images)) for metric in (meter.metric, plain))
     assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
 
 
