@@ -76,6 +76,7 @@ def train_two_ranks(rank: int, port: int, out: str) -> None:
     distributed.stop()
 
 
+@pytest.mark.slow  # two spawned processes
 def test_two_ranks_of_batch_b_update_like_one_process_of_batch_2b(tmp_path: Path) -> None:
     """With no cross-sample coupling, 2 ranks x 16 images match 1 process x 32 images after 3 steps (R1 on one
     of them) within 1e-5: a rank that skipped the all-reduce, or trained on the wrong shard, is off by far more."""
