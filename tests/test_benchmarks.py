@@ -77,8 +77,10 @@ def test_mnist_gan_trains_one_budgeted_run_per_budget(data_dir: Path) -> None:
     results: list[tuple[float, int, torch.nn.Module]] = []
     train_with_budgets(config, [1.0, 2.0], lambda *result: results.append(result))
     (short_seconds, short_steps, _), (long_seconds, long_steps, generator) = results
-    # each run stopped by its own budget, not by its epochs (and then measured, sampled and saved: seconds it counts)
-    assert 1.0 <= short_seconds < long_seconds and long_seconds >= 2.0
+    # each run stopped by its own budget, not by its epochs (and then measured, sampled and saved: seconds it counts).
+    # The steps tell the budgets apart; the seconds do not: the work after the budget took some 3 s on a slow host,
+    # varying by more than the 1 s between the budgets (4.93 s for 1 s against 4.75 s for 2 s once).
+    assert short_seconds >= 1.0 and long_seconds >= 2.0
     assert 0 < short_steps < long_steps
     assert sample_images(generator, 4, 100).shape == (4, 1, 28, 28)
 
